@@ -1,0 +1,3 @@
+from flywheel_runtime.cli import main
+
+raise SystemExit(main())
