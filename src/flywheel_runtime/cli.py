@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "flywheel_runtime.hooks._cli",
     "flywheel_runtime.canary._cli",
     "flywheel_runtime.audit._cli",
+    "flywheel_runtime.mainjob",
 )
 
 
