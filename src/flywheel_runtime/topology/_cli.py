@@ -1,9 +1,124 @@
-"""CLI commands of flywheel_runtime.topology (argparse only; heavy imports stay in handlers)."""
+"""``flywheel-runtime topology ...`` (argparse only; heavy imports stay in handlers)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+RENDER_TARGETS = ("pod", "helm-values", "kind-config", "nodes", "gitlab", "warm-pool", "cleanup",
+                  "storage", "cluster", "all")
+
+
+def _topology_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topology", metavar="FILE", default=None,
+                   help="topology file (default: $FLYWHEEL_TOPOLOGY or the shipped topology.yaml)")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add this package's commands.  (Filled in by the topology work.)"""
+    top = sub.add_parser("topology", help="the placement contract: check, capacity, render")
+    tsub = top.add_subparsers(dest="topology_command", metavar="SUBCOMMAND")
+    tsub.required = True
+
+    p = tsub.add_parser("check", help="runner-scale contract guard: one line per violation, exit 1 on any")
+    p.add_argument("file", nargs="?", default=None, help="topology file (default: the shipped one)")
+    p.set_defaults(handler=_check)
+
+    p = tsub.add_parser("capacity", help="how many runners fit where; global capacity debt per label")
+    _topology_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_capacity)
+
+    p = tsub.add_parser("render", help="render manifests from the model as YAML")
+    p.add_argument("target", choices=RENDER_TARGETS)
+    p.add_argument("scale_set", nargs="?", help="scale set name (pod, helm-values)")
+    _topology_arg(p)
+    p.set_defaults(handler=_render)
+
+    p = tsub.add_parser("schema", help="print the topology file's JSON Schema")
+    p.set_defaults(handler=_schema)
+
+    p = tsub.add_parser("show", help="print the validated model summary")
+    _topology_arg(p)
+    p.set_defaults(handler=_show)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from flywheel_runtime.topology import load
+    from flywheel_runtime.topology.check import check
+
+    topo = load(args.file)
+    violations = check(topo)
+    for v in violations:
+        print(v)
+    if violations:
+        print(f"{topo.source}: {len(violations)} violation(s) of the runner-scale contract", file=sys.stderr)
+        return 1
+    print(f"{topo.source}: runner-scale contract holds ({len(topo.scale_sets)} scale sets, "
+          f"{len(topo.gitlab_runners)} GitLab runners, {len(topo.nodes)} nodes)", file=sys.stderr)
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from flywheel_runtime.topology import capacity, load
+
+    topo = load(args.topology)
+    if args.json:
+        print(json.dumps(capacity.report(topo), indent=2))
+    else:
+        print(capacity.table(topo))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from flywheel_runtime.errors import FlywheelError, ExitCode
+    from flywheel_runtime.topology import load, render
+
+    topo = load(args.topology)
+    needs_name = args.target in ("pod", "helm-values")
+    if needs_name and not args.scale_set:
+        raise FlywheelError(f"topology render {args.target} needs a SCALE_SET "
+                            f"(one of: {', '.join(s.name for s in topo.scale_sets)})", exit_code=ExitCode.USAGE)
+    docs: list[object]
+    if args.target == "pod":
+        docs = [render.pod(topo, args.scale_set)]
+    elif args.target == "helm-values":
+        docs = [render.helm_values(topo, args.scale_set)]
+    elif args.target == "kind-config":
+        docs = [render.kind_config(topo)]
+    elif args.target == "nodes":
+        docs = list(render.node_objects(topo))
+    elif args.target == "gitlab":
+        docs = list(render.gitlab_deployments(topo))
+    elif args.target == "warm-pool":
+        docs = list(render.warm_pool_cronjobs(topo))
+    elif args.target == "cleanup":
+        docs = [render.cleanup_cronjob(topo)]
+    elif args.target == "storage":
+        docs = list(render.storage_classes(topo))
+    elif args.target == "cluster":
+        docs = list(render.cluster_objects(topo))
+    else:  # all
+        docs = list(render.cluster_objects(topo)) + [render.pod(topo, s.name) for s in topo.scale_sets]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from flywheel_runtime.topology.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from flywheel_runtime.topology import load
+
+    topo = load(args.topology)
+    for ss in topo.scale_sets:
+        devices = ",".join(sorted(ss.devices)) or "-"
+        print(f"{ss.name:<34} label={ss.label:<22} overlay={ss.overlay:<9} node={ss.node} "
+              f"min={ss.min_runners} max={ss.max_runners} devices={devices}")
+    return 0

@@ -1,0 +1,171 @@
+"""The runner-scale contract guard (the document's runner-scale-contract-check).
+
+Each rule returns violations as stable one-line strings,
+``check: <rule>: <subject>: <what>``, so CI logs diff cleanly and tests can
+assert exact lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from flywheel_runtime.topology.model import RESOURCE_NAMES, Envelope, Node, Placement, Topology
+from flywheel_runtime.topology.quantity import format_cpu, human_bytes
+
+COMPUTE_EXPANSION_KEY = "dedicated.tinyland.dev/compute-expansion"
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"check: {self.rule}: {self.subject}: {self.message}"
+
+
+def _lanes(topo: Topology) -> Iterator[tuple[str, Placement, Envelope, str | None]]:
+    for ss in topo.scale_sets:
+        yield f"scale set {ss.name}", ss.placement, ss.envelope, ss.node
+    for g in topo.gitlab_runners:
+        yield f"gitlab runner {g.name}", g.placement, g.envelope, g.node
+
+
+def rule_bumble(topo: Topology) -> Iterator[Violation]:
+    """No default ARC or GitLab selector may land on a non-runner-target node
+    (bumble), even once it is uncordoned: cordons are not placement."""
+    for subject, placement, _, _ in _lanes(topo):
+        for node in topo.nodes:
+            if not node.runner_target and placement.admits(node):
+                yield Violation("no-storage-node", subject,
+                                f"selector {_fmt_selector(placement)} can land on {node.name}, "
+                                f"which is never a default runner target")
+
+
+def rule_sting_toleration(topo: Topology) -> Iterator[Violation]:
+    """A lane placed on a tainted node must tolerate exactly that taint."""
+    for subject, placement, _, node_name in _lanes(topo):
+        if node_name is None:
+            continue
+        node = topo.node(node_name)
+        for taint in node.taints:
+            exact = any(t.key == taint.key and t.operator == "Equal" and t.value == taint.value
+                        and t.effect == taint.effect for t in placement.tolerations)
+            if not exact:
+                yield Violation("taint-toleration", subject,
+                                f"placed on {node.name} but lacks the exact toleration {taint}")
+
+
+def rule_orphan_toleration(topo: Topology) -> Iterator[Violation]:
+    """A toleration for a taint no node carries is stale placement debt."""
+    for subject, placement, _, _ in _lanes(topo):
+        for t in placement.tolerations:
+            if not any(t.tolerates(taint) for n in topo.nodes for taint in n.taints):
+                desc = f"{t.key}={t.value}:{t.effect}" if t.operator == "Equal" else f"{t.key} (Exists)"
+                yield Violation("orphan-toleration", subject, f"tolerates {desc}, which no node carries")
+
+
+def _label_ok(label: str, topo: Topology) -> bool:
+    tax = topo.label_taxonomy
+    if label in tax.base or label in tax.suffixes:
+        return True
+    m = re.match(rf"^{re.escape(tax.prefix)}-(.+)$", label)
+    if not m:
+        return False
+    parts = m.group(1).split("-")
+    if parts[0] not in tax.base:
+        return False
+    rest = "-".join(parts[1:])
+    # Suffixes may themselves contain dashes (compute-expansion): match greedily.
+    while rest:
+        for s in sorted(tax.suffixes, key=len, reverse=True):
+            if rest == s or rest.startswith(s + "-"):
+                rest = rest[len(s) + 1:]
+                break
+        else:
+            return False
+    return True
+
+
+def _owner_tokens(topo: Topology) -> set[str]:
+    """Identity that must never appear in a label: overlay owners and the
+    GitHub owners/repositories in their config URLs."""
+    tokens = {o.name.lower() for o in topo.overlays}
+    for o in topo.overlays:
+        path = re.sub(r"^https://[^/]+/?", "", o.github_config_url).strip("/")
+        tokens.update(p.lower() for p in path.split("/") if p)
+    return tokens - {topo.label_taxonomy.prefix}
+
+
+def rule_label_taxonomy(topo: Topology) -> Iterator[Violation]:
+    owners = _owner_tokens(topo)
+    labels: dict[str, list[str]] = {}
+    for ss in topo.scale_sets:
+        for label in ss.labels:
+            labels.setdefault(label, []).append(f"scale set {ss.name}")
+    for rc in topo.runner_classes:
+        labels.setdefault(rc.name, []).append(f"runner class {rc.name}")
+    for label, subjects in labels.items():
+        low = label.lower()
+        hit = next((o for o in sorted(owners) if o in low), None)
+        for subject in dict.fromkeys(subjects):
+            if hit:
+                yield Violation("label-identity", subject, f"label {label!r} encodes owner or repository {hit!r}")
+            elif not _label_ok(label, topo):
+                yield Violation("label-taxonomy", subject, f"label {label!r} is outside the label taxonomy")
+
+
+def _fits_once(envelope: Envelope, node: Node) -> list[str]:
+    req = envelope.pod_requests()
+    short = []
+    for r in RESOURCE_NAMES:
+        if req[r] > node.allocatable.get(r):
+            fmt = format_cpu if r == "cpu" else human_bytes
+            short.append(f"{r} {fmt(req[r])} > {fmt(node.allocatable.get(r))}")
+    if node.allocatable.pods < 1:
+        short.append("pods 1 > 0")
+    return short
+
+
+def rule_envelope_fits(topo: Topology) -> Iterator[Violation]:
+    for subject, _, envelope, node_name in _lanes(topo):
+        if node_name is None:
+            continue
+        node = topo.node(node_name)
+        short = _fits_once(envelope, node)
+        if short:
+            yield Violation("envelope-fit", subject,
+                            f"requests do not fit {node.name}'s allocatable even once: " + ", ".join(short))
+
+
+def rule_published_label(topo: Topology) -> Iterator[Violation]:
+    known = {rc.name for rc in topo.runner_classes}
+    for ss in topo.scale_sets:
+        if ss.label not in known:
+            yield Violation("unknown-label", f"scale set {ss.name}",
+                            f"publishes {ss.label!r}, which no runner class defines")
+        elif ss.label not in ss.labels:
+            yield Violation("unknown-label", f"scale set {ss.name}",
+                            f"runner class {ss.label!r} is missing from its published labels")
+
+
+def _fmt_selector(p: Placement) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in p.node_selector.items()) + "}" if p.node_selector else "{}"
+
+
+RULES: tuple[Callable[[Topology], Iterator[Violation]], ...] = (
+    rule_bumble,
+    rule_sting_toleration,
+    rule_orphan_toleration,
+    rule_label_taxonomy,
+    rule_envelope_fits,
+    rule_published_label,
+)
+
+
+def check(topo: Topology) -> list[Violation]:
+    """Every violation of the runner-scale contract, in rule order."""
+    return [v for rule in RULES for v in rule(topo)]
