@@ -1,0 +1,152 @@
+"""Every rule of the runner-scale contract guard, fed a broken variant."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from flywheel_runtime.topology.check import check
+
+from .conftest import scale_set
+
+STING_TAINT = {"key": "dedicated.tinyland.dev/compute-expansion", "operator": "Equal", "value": "true",
+               "effect": "NoSchedule"}
+
+
+def lines(topo) -> list[str]:
+    return [str(v) for v in check(topo)]
+
+
+def test_shipped_topology_holds(topo) -> None:
+    assert lines(topo) == []
+
+
+def test_cli_exit_0_on_shipped() -> None:
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout == ""
+
+
+def _unpin(d):
+    s = scale_set(d, "tinyland-nix")
+    del s["node"]
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    # An unpinned lane with no selector can land anywhere, bumble included once uncordoned.
+    (_unpin, ["check: no-storage-node: scale set tinyland-nix: selector {} can land on bumble, "
+              "which is never a default runner target"]),
+    (lambda d: d["gitlab_runners"][0].update(node="bumble"),
+     ["check: no-storage-node: gitlab runner docker: selector {kubernetes.io/hostname=bumble} can land on bumble, "
+      "which is never a default runner target"]),
+    (lambda d: scale_set(d, "tinyland-nix-kvm").update(node=None, node_selector={"capability.tinyland.dev/kvm": "true"}),
+     []),  # the kvm label excludes bumble: allowed
+])
+def test_rule_no_storage_node(variant, mutate, expected) -> None:
+    got = [line for line in lines(variant(mutate)) if "no-storage-node" in line]
+    assert got == expected
+
+
+def test_rule_sting_lane_needs_exact_toleration(variant) -> None:
+    def strip(d):
+        scale_set(d, "tinyland-docker")["tolerations"] = []
+
+    assert lines(variant(strip)) == [
+        "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+
+
+def test_rule_sting_lane_exists_toleration_is_not_exact(variant) -> None:
+    def loose(d):
+        scale_set(d, "tinyland-docker")["tolerations"] = [
+            {"key": "dedicated.tinyland.dev/compute-expansion", "operator": "Exists", "effect": "NoSchedule"}]
+
+    assert lines(variant(loose)) == [
+        "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+
+
+def test_rule_orphan_toleration(variant) -> None:
+    def extra(d):
+        scale_set(d, "tinyland-nix")["tolerations"] = [
+            {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+
+    assert lines(variant(extra)) == [
+        "check: orphan-toleration: scale set tinyland-nix: tolerates nvidia.com/gpu=present:NoSchedule, "
+        "which no node carries"]
+
+
+def test_rule_label_identity(variant) -> None:
+    def owner(d):
+        s = scale_set(d, "jess-nix-heavy")
+        s["labels"] = s["labels"] + ["tinyland-nix-jess"]
+
+    assert lines(variant(owner)) == [
+        "check: label-identity: scale set jess-nix-heavy: label 'tinyland-nix-jess' encodes owner or repository 'jess'"]
+
+
+def test_rule_label_identity_catches_repository_names(variant) -> None:
+    def repo(d):
+        d["overlays"]["tinyland"]["github_config_url"] = "https://github.com/tinyland-inc/lab"
+        s = scale_set(d, "tinyland-nix")
+        s["labels"] = s["labels"] + ["lab-runner"]
+
+    assert lines(variant(repo)) == [
+        "check: label-identity: scale set tinyland-nix: label 'lab-runner' encodes owner or repository 'lab'"]
+
+
+def test_rule_label_taxonomy(variant) -> None:
+    def odd(d):
+        s = scale_set(d, "tinyland-docker")
+        s["labels"] = s["labels"] + ["tinyland-docker-turbo"]
+
+    assert lines(variant(odd)) == [
+        "check: label-taxonomy: scale set tinyland-docker: label 'tinyland-docker-turbo' is outside the label taxonomy"]
+
+
+def test_rule_envelope_fit(variant) -> None:
+    def huge(d):
+        scale_set(d, "tinyland-nix-compute-expansion")["containers"]["runner"]["requests"]["ephemeral-storage"] = "80Gi"
+
+    assert lines(variant(huge)) == [
+        "check: envelope-fit: scale set tinyland-nix-compute-expansion: requests do not fit sting's allocatable "
+        "even once: ephemeral-storage 80.00Gi > 66.32Gi"]
+
+
+def test_rule_envelope_fit_counts_the_dind_sidecar(variant) -> None:
+    def big_daemon(d):
+        scale_set(d, "tinyland-dind-compute-expansion")["containers"]["dind"]["requests"]["ephemeral-storage"] = "66Gi"
+
+    assert lines(variant(big_daemon)) == [
+        "check: envelope-fit: scale set tinyland-dind-compute-expansion: requests do not fit sting's allocatable "
+        "even once: ephemeral-storage 66.50Gi > 66.32Gi"]
+
+
+def test_rule_unknown_label(variant) -> None:
+    def orphan(d):
+        s = scale_set(d, "tinyland-docker")
+        s["label"] = "tinyland-docker-privileged"
+        s["labels"] = ["tinyland-docker-privileged", "self-hosted", "docker", "linux"]
+
+    assert lines(variant(orphan)) == [
+        "check: unknown-label: scale set tinyland-docker: publishes 'tinyland-docker-privileged', "
+        "which no runner class defines"]
+
+
+def test_cli_prints_one_line_per_violation_and_exits_1(write_variant) -> None:
+    def two(d):
+        scale_set(d, "tinyland-docker")["tolerations"] = []
+        scale_set(d, "tinyland-dind-compute-expansion")["tolerations"] = []
+
+    path = write_variant(two)
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
+        "check: taint-toleration: scale set tinyland-dind-compute-expansion: placed on sting but lacks the exact "
+        "toleration dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
+    ]
