@@ -202,15 +202,14 @@ def node_objects(topo: Topology) -> list[dict[str, Any]]:
             "ephemeral-storage": str(n.allocatable.ephemeral_storage),
             "pods": str(n.allocatable.pods),
         }
-        labels = {**n.all_labels(), "kubernetes.io/arch": "amd64", "type": "kwok",
-                  "flywheel.tinyland.dev/role": n.role.split(",")[0].replace(" ", "-")}
+        labels = {**n.all_labels(), "kubernetes.io/arch": "amd64"}
         if n.name == _control_plane(topo):
             labels["node-role.kubernetes.io/control-plane"] = ""
         out.append({
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": n.name, "labels": labels,
-                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+                         "annotations": {"node.alpha.kubernetes.io/ttl": "0", "flywheel.tinyland.dev/role": n.role}},
             "spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.taints],
                      "unschedulable": not n.schedulable},
             "status": {"capacity": dict(alloc), "allocatable": dict(alloc)},
