@@ -1,9 +1,66 @@
-"""CLI commands of flywheel_runtime.harness (argparse only; heavy imports stay in handlers)."""
+"""``flywheel-runtime cluster up|down|status|placement`` (argparse only)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add this package's commands.  (Filled in by the harness work.)"""
+    p = sub.add_parser("cluster", help="the three-node test cluster (sim or kind)")
+    csub = p.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND")
+    csub.required = True
+    for name, fn, help_ in (
+        ("up", _up, "bring the cluster up (reuse a running one); prints the kubeconfig path"),
+        ("down", _down, "stop every process; leave no process or port behind"),
+        ("status", _status, "running or stopped, per component"),
+        ("placement", _placement, "create one pod per scale set as rendered and show where each lands"),
+    ):
+        c = csub.add_parser(name, help=help_)
+        c.add_argument("--backend", choices=("sim", "kind"), default=None,
+                       help="default: kind where Docker and kind work, else sim")
+        c.add_argument("--name", default="flywheel", help="cluster name (default: flywheel)")
+        if name in ("status", "placement"):
+            c.add_argument("--json", action="store_true")
+        c.set_defaults(handler=fn)
+
+
+def _backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from flywheel_runtime.harness import get_backend
+
+    return get_backend(args.backend, args.name)
+
+
+def _up(args: argparse.Namespace) -> int:
+    print(_backend(args).up())
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    _backend(args).down()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    st = _backend(args).status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        print(f"{st['backend']} cluster {st['name']!r}: {'running' if st['running'] else 'stopped'}")
+        for comp, state in st.get("components", {}).items():
+            print(f"  {comp:<26}{state}")
+    return 0 if st["running"] else 1
+
+
+def _placement(args: argparse.Namespace) -> int:
+    from flywheel_runtime.errors import KubeconfigError
+    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.harness.placement import as_json, place_all, table
+    from flywheel_runtime.topology import load
+
+    backend = _backend(args)
+    if not backend.status()["running"]:
+        raise KubeconfigError(f"{backend.name!r} cluster is not running; run `flywheel-runtime cluster up` first")
+    landings = place_all(Kube(backend.kubeconfig), load())
+    print(json.dumps(as_json(landings), indent=2) if args.json else table(landings))
+    return 0 if all(ld.ok for ld in landings) else 1

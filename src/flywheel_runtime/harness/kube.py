@@ -172,7 +172,12 @@ class Kube:
 
     def wait_unschedulable(self, namespace: str, name: str, timeout: float = 30) -> Placement:
         """Wait for the scheduler's Unschedulable verdict (PodScheduled=False)."""
-        return wait_for(lambda: (pl := self.placement(namespace, name)).reason == "Unschedulable" and pl, timeout,
+        def settled() -> Placement | None:
+            pl = self.placement(namespace, name)
+            transient = "waiting for" in (pl.message or "")  # e.g. the ephemeral volume controller
+            return pl if pl.reason == "Unschedulable" and not transient else None
+
+        return wait_for(settled, timeout,
                         f"pod {namespace}/{name} to be judged unschedulable")
 
     def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 30) -> Placement:
