@@ -121,17 +121,21 @@ class Kube:
         wait_for(lambda: self.service_account_exists(name, "default"), 30, f"service account default in {name}")
 
     def delete_namespace(self, name: str, wait: bool = True) -> None:
+        """Force-delete the namespace's pods (waiting until they release their
+        nodes when ``wait``), then delete the namespace in the background."""
         from kubernetes.client.rest import ApiException
 
         try:
-            for p in self.core.list_namespaced_pod(name).items:
-                self.core.delete_namespaced_pod(p.metadata.name, name, grace_period_seconds=0)
+            # Owners first, or their controllers recreate the pods.
+            self.apps.delete_collection_namespaced_deployment(name, propagation_policy="Orphan")
+            self.apps.delete_collection_namespaced_replica_set(name, propagation_policy="Orphan")
+            self.core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+            if wait:
+                wait_for(lambda: not self.core.list_namespaced_pod(name).items, 60, f"pods in {name} to be gone")
             self.core.delete_namespace(name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        if wait:
-            wait_for(lambda: not self._exists_namespace(name), 120, f"namespace {name} to be deleted")
 
     def _exists_namespace(self, name: str) -> bool:
         from kubernetes.client.rest import ApiException

@@ -389,3 +389,24 @@ def cluster_objects(topo: Topology) -> list[dict[str, Any]]:
     """Everything the platform installs besides runner pods, in apply order."""
     return [*namespaces(topo), *priority_classes(topo), *storage_classes(topo), *operator_rbac(topo),
             *gitlab_deployments(topo), *warm_pool_cronjobs(topo), cleanup_cronjob(topo)]
+
+
+def autoscaling_runner_set(topo: Topology, name: str) -> dict[str, Any]:
+    """The AutoscalingRunnerSet the gha-runner-scale-set chart creates from :func:`helm_values`."""
+    ss = topo.scale_set(name)
+    values = helm_values(topo, name)
+    return {
+        "apiVersion": "actions.github.com/v1alpha1",
+        "kind": "AutoscalingRunnerSet",
+        "metadata": {"name": ss.name, "namespace": ss.namespace,
+                     "labels": {LABEL_SCALE_SET: ss.name, LABEL_RUNNER_CLASS: ss.label, LABEL_OVERLAY: ss.overlay}},
+        "spec": {
+            "githubConfigUrl": values["githubConfigUrl"],
+            "githubConfigSecret": values["githubConfigSecret"],
+            "runnerScaleSetName": ss.name,
+            "runnerScaleSetLabels": list(ss.labels),
+            "minRunners": ss.min_runners,
+            "maxRunners": ss.max_runners,
+            "template": values["template"],
+        },
+    }

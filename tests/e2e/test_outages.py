@@ -1,0 +1,128 @@
+"""The design document's scheduler lessons, replayed against the real
+kube-scheduler: pod ceilings, root ephemeral storage, honest queueing, and
+pod slots held by runner pods nobody cleaned up."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import pytest
+
+from flywheel_runtime.topology.quantity import format_bytes, format_cpu
+
+from .helpers import fill_pod_slots, filler, node_free
+
+pytestmark = pytest.mark.e2e
+
+
+def test_honey_pod_ceiling_blocks_nix_while_sting_has_room(flywheel_cluster) -> None:
+    """2026-05-11: honey's pod slots full, tinyland-nix Pending on "Too many pods"
+    although sting has spare CPU and memory."""
+    c = flywheel_cluster
+    with c.namespace("ceiling") as ns:
+        fill_pod_slots(c.kube, ns, "honey", c.topology)
+        assert node_free(c.kube, c.topology, "honey")["pods"] == 0
+        name = c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns)
+        verdict = c.kube.wait_unschedulable(ns, name, timeout=60)
+        assert "Too many pods" in verdict.message
+        sting = node_free(c.kube, c.topology, "sting")
+        nix = c.topology.scale_set("tinyland-nix").envelope.pod_requests()
+        assert sting["cpu"] >= nix["cpu"] and sting["memory"] >= nix["memory"], "sting has spare CPU and memory"
+
+
+def test_sting_root_ephemeral_storage_vs_pvc_backed_scratch(flywheel_cluster) -> None:
+    """2026-05-24: scratch asked from sting's root ephemeral storage (beyond its
+    advertised 66.32Gi) stays Pending; the PVC-backed lane schedules."""
+    c = flywheel_cluster
+    ss = c.topology.scale_set("tinyland-nix-compute-expansion")
+    root_variant = copy.deepcopy(c.render_pod(ss.name))
+    spec = root_variant["spec"]
+    scratch = sum(v.size for v in ss.volumes)
+    assert scratch > c.topology.node("sting").allocatable.ephemeral_storage
+    # The same lane without its claims: the scratch moves to root ephemeral storage.
+    spec.pop("volumes")
+    spec.pop("initContainers")
+    runner = spec["containers"][0]
+    runner.pop("volumeMounts")
+    runner["resources"]["requests"]["ephemeral-storage"] = format_bytes(scratch)
+    runner["resources"]["limits"]["ephemeral-storage"] = format_bytes(scratch)
+    with c.namespace("ephemeral") as ns:
+        bad = c.kube.create_pod(root_variant, namespace=ns)
+        verdict = c.kube.wait_unschedulable(ns, bad, timeout=60)
+        assert "Insufficient ephemeral-storage" in verdict.message
+        good = c.kube.create_pod(c.render_pod(ss.name), namespace=ns)
+        assert c.kube.wait_scheduled(ns, good, timeout=60).node == "sting"
+
+
+def test_two_overlays_heavy_runners_queue_honestly(flywheel_cluster) -> None:
+    """Tinyland and Jess overlays each run one tinyland-nix-heavy runner (cap 1
+    per scale set, no global cap): when honey admits one, the second queues and
+    schedules once the first is gone."""
+    c = flywheel_cluster
+    heavy = [s for s in c.topology.scale_sets_for("tinyland-nix-heavy")]
+    assert len({s.overlay for s in heavy}) == 2
+    mem = heavy[0].envelope.pod_requests()["memory"]
+    with c.namespace("heavy") as ns:
+        # Leave room for one and a half heavy runners: one fits, two do not.
+        free = node_free(c.kube, c.topology, "honey")["memory"]
+        body = filler("honey-memory", "honey", memory=format_bytes(free - mem - mem // 2))
+        body["metadata"]["namespace"] = ns
+        c.kube.core.create_namespaced_pod(ns, body)
+        c.kube.wait_scheduled(ns, "honey-memory")
+        first = c.kube.create_pod(c.render_pod(heavy[0].name), namespace=ns)
+        assert c.kube.wait_scheduled(ns, first, timeout=60).node == "honey"
+        second = c.kube.create_pod(c.render_pod(heavy[1].name), namespace=ns)
+        verdict = c.kube.wait_unschedulable(ns, second, timeout=60)
+        assert "Insufficient memory" in verdict.message
+        c.kube.finish_job(ns, first)
+        c.kube.wait_phase(ns, first, "Succeeded", timeout=30)
+        c.kube.delete_pod(ns, first)
+        assert c.kube.wait_scheduled(ns, second, timeout=60).node == "honey"
+
+
+def test_uncleaned_runner_pods_hold_slots_until_cleanup(flywheel_cluster) -> None:
+    """2026-05-12: runner pods nobody finished off hold honey's pod slots; the
+    cleanup policy (force-delete Terminating > 300 s) frees them and the queued
+    runner schedules.  Completed (Succeeded) pods no longer count against the
+    scheduler's pod ceiling in this Kubernetes release; the policy still
+    deletes them after 600 s as hygiene."""
+    from flywheel_runtime.audit.cleanup import select
+
+    c = flywheel_cluster
+    policy = c.topology.cleanup
+    with c.namespace("cleanup") as ns:
+        names = fill_pod_slots(c.kube, ns, "honey", c.topology)
+        stuck, done = names[:3], names[3:6]
+        for n in names[-1:]:
+            c.kube.wait_phase(ns, n, "Running", timeout=60)
+        for n in stuck:  # a kubelet that never confirms termination
+            c.kube.core.patch_namespaced_pod(n, ns, {"metadata": {"annotations": {
+                "flywheel.tinyland.dev/stuck-terminating": "true"}}})
+            c.kube.delete_pod(ns, n, grace=30)
+        queued = c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns)
+        verdict = c.kube.wait_unschedulable(ns, queued, timeout=60)
+        assert "Too many pods" in verdict.message
+
+        pods = [c.kube.api_client.sanitize_for_serialization(p) for p in c.kube.core.list_namespaced_pod(ns).items]
+        now = dt.datetime.now(dt.timezone.utc)
+        assert [a for a in select(pods, policy, now) if a.name in stuck] == []  # too young yet
+        later = now + dt.timedelta(seconds=policy.terminating_after_s + 31)
+        actions = [a for a in select(pods, policy, later) if a.name in stuck]
+        assert sorted(a.name for a in actions) == sorted(stuck)
+        assert {a.kind for a in actions} == {"force-delete"}
+        for a in actions:
+            c.kube.delete_pod(a.namespace, a.name, grace=a.grace_period_seconds or 0)
+        assert c.kube.wait_scheduled(ns, queued, timeout=60).node == "honey"
+
+        # Completed pods: kwok completes them; the policy deletes them after 600 s.
+        for n in done:
+            c.kube.finish_job(ns, n)
+        for n in done:
+            c.kube.wait_phase(ns, n, "Succeeded", timeout=30)
+        pods = [c.kube.api_client.sanitize_for_serialization(p) for p in c.kube.core.list_namespaced_pod(ns).items]
+        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)
+        assert [a.name for a in select(pods, policy, soon) if a.name in done] == []
+        late = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=policy.succeeded_after_s + 5)
+        assert sorted(a.name for a in select(pods, policy, late) if a.name in done) == sorted(done)
+        assert format_cpu(1000) == "1"

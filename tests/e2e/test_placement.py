@@ -1,0 +1,83 @@
+"""Every scale set, created exactly as rendered, lands where the topology
+pins it: the real kube-scheduler is the judge."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from flywheel_runtime.topology import load
+
+pytestmark = pytest.mark.e2e
+
+SCALE_SETS = [s.name for s in load().scale_sets]
+
+
+@pytest.mark.parametrize("scale_set", SCALE_SETS)
+def test_scale_set_lands_on_its_pinned_node(flywheel_cluster, scale_set) -> None:
+    c = flywheel_cluster
+    ss = c.topology.scale_set(scale_set)
+    with c.namespace("place") as ns:
+        name = c.kube.create_pod(c.render_pod(scale_set), namespace=ns)
+        placed = c.kube.wait_scheduled(ns, name, timeout=60)
+        assert placed.node == ss.node
+        assert placed.node != "bumble"
+        # kwok runs it: Running after the start stage, init containers included.
+        assert c.kube.wait_phase(ns, name, "Running", timeout=30).phase == "Running"
+        if ss.volumes:
+            claims = c.kube.core.list_namespaced_persistent_volume_claim(ns).items
+            assert sorted(pvc.metadata.name.rsplit("-", 1)[1] for pvc in claims) == sorted(v.name for v in ss.volumes)
+            assert {pvc.status.phase for pvc in claims} == {"Bound"}
+            assert {pvc.metadata.annotations["volume.kubernetes.io/selected-node"] for pvc in claims} == {"sting"}
+
+
+@pytest.mark.parametrize("scale_set", [s.name for s in load().scale_sets if s.node == "sting"])
+def test_sting_lane_without_its_toleration_stays_pending(flywheel_cluster, scale_set) -> None:
+    c = flywheel_cluster
+    pod = copy.deepcopy(c.render_pod(scale_set))
+    pod["spec"].pop("tolerations")
+    with c.namespace("taint") as ns:
+        name = c.kube.create_pod(pod, namespace=ns)
+        verdict = c.kube.wait_unschedulable(ns, name, timeout=60)
+        assert verdict.node is None
+        # 1.36 aggregates per node: the pod's selector admits only sting, and
+        # sting is the one node refused for its taint.
+        assert "1 node(s) had untolerated taint(s)" in verdict.message
+        assert c.topology.node("sting").taints  # the only node with a NoSchedule taint of its own
+
+
+def test_nothing_defaults_onto_bumble_even_when_uncordoned(flywheel_cluster) -> None:
+    """Uncordon bumble: no rendered lane may land there (placement, not cordons)."""
+    c = flywheel_cluster
+    c.kube.core.patch_node("bumble", {"spec": {"unschedulable": False}})
+    try:
+        with c.namespace("bumble") as ns:
+            names = [(s.name, c.kube.create_pod(c.render_pod(s.name), namespace=ns)) for s in c.topology.scale_sets]
+            for scale_set, name in names:
+                assert c.kube.wait_scheduled(ns, name, timeout=60).node != "bumble", scale_set
+    finally:
+        c.kube.core.patch_node("bumble", {"spec": {"unschedulable": True}})
+
+
+def test_gitlab_runners_land_off_bumble_at_min_replicas(flywheel_cluster) -> None:
+    from flywheel_runtime.harness.kube import wait_for
+    from flywheel_runtime.topology import render
+    from flywheel_runtime.topology.render import LABEL_GITLAB_RUNNER
+
+    c = flywheel_cluster
+    with c.namespace("gitlab") as ns:
+        for obj in render.gitlab_deployments(c.topology):
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["namespace"] = ns
+            if obj["kind"] == "HorizontalPodAutoscaler":
+                continue
+            c.kube.apply(obj)
+        for g in c.topology.gitlab_runners:
+            sel = f"{LABEL_GITLAB_RUNNER}={g.name}"
+            pods = wait_for(lambda sel=sel, g=g: (items := c.kube.core.list_namespaced_pod(ns, label_selector=sel).items)
+                            and len(items) == g.min_replicas and all(p.spec.node_name for p in items) and items,
+                            60, f"gitlab runner {g.name} at min replicas")
+            assert len(pods) == g.min_replicas
+            assert {p.spec.node_name for p in pods} == {g.node}
+            assert "bumble" not in {p.spec.node_name for p in pods}
