@@ -1,0 +1,242 @@
+"""Seeding orchestration: lock, identity, stamp, progress and errors."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from flywheel_runtime.errors import (
+    FlywheelError,
+    LockedError,
+    NoSpaceError,
+    PermissionDeniedError,
+    SourceMissingError,
+)
+from flywheel_runtime.nixseed.copy import Copier, Stats
+
+STAMP_NAME = ".flywheel-seed.json"
+LOCK_NAME = ".flywheel-seed.lock"
+STAMP_SCHEMA = "flywheel.tinyland.dev/nix-seed/v1"
+DB_REL = "var/nix/db/db.sqlite"
+
+
+@dataclass
+class SeedReport:
+    source: str
+    target: str
+    identity: str
+    skipped: bool
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    bytes: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    method: str = ""
+    chowned: list[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def source_identity(source: str | Path) -> str:
+    """A cheap fingerprint of the source store: the Nix database's content
+    (every valid path and its hash is registered there) plus the store's
+    top-level names and the root's metadata.  An image that changes any store
+    path changes the database, so a different image gets a different identity.
+    Sources without a Nix database fall back to a metadata walk."""
+    src = Path(source)
+    h = hashlib.sha256(b"flywheel-nix-seed-identity-v1\0")
+    db = src / DB_REL
+    if db.is_file():
+        with open(db, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        wal = db.with_name("db.sqlite-wal")
+        if wal.is_file():
+            h.update(wal.read_bytes())
+        store = src / "store"
+        if store.is_dir():
+            h.update("\0".join(sorted(os.listdir(store))).encode())
+        for top in sorted(os.listdir(src)):
+            st = os.lstat(src / top)
+            h.update(f"{top}\0{st.st_mode}\0{st.st_mtime_ns}\0".encode())
+        return "sha256:" + h.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames) + dirnames:
+            st = os.lstat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), src)
+            h.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_uid}\0{st.st_gid}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def read_stamp(target: str | Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(target) / STAMP_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == STAMP_SCHEMA else None
+
+
+def _syncfs(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _write_stamp(dst_fd: int, report: SeedReport) -> None:
+    body = json.dumps({"schema": STAMP_SCHEMA, "identity": report.identity, "source": report.source,
+                       "seeded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "files": report.files + report.unchanged, "bytes": report.bytes}).encode()
+    tmp = STAMP_NAME + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dst_fd)
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, STAMP_NAME, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+    os.fsync(dst_fd)
+
+
+def _drop_stamp(dst_fd: int) -> None:
+    try:
+        os.unlink(STAMP_NAME, dir_fd=dst_fd)
+        os.fsync(dst_fd)
+    except FileNotFoundError:
+        pass
+
+
+class _Progress:
+    """Periodic logfmt lines for ``kubectl logs``; a live bar on a terminal."""
+
+    def __init__(self, stats: Stats, total_bytes: int | None, stream: TextIO, interval: float) -> None:
+        self.stats, self.total, self.stream, self.interval = stats, total_bytes, stream, interval
+        self.t0 = time.monotonic()
+        self.tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.tty and self.interval > 0:
+            self.stream.write("\n")
+
+    def line(self) -> str:
+        s, dt = self.stats, max(time.monotonic() - self.t0, 1e-9)
+        rate = s.bytes / dt
+        eta = f"{max(self.total - s.bytes, 0) / rate:.1f}" if self.total and rate > 0 else "unknown"
+        return (f"seed-nix progress files={s.files + s.skipped} bytes={s.bytes} dirs={s.dirs} "
+                f"rate_mb_s={rate / 1e6:.1f} files_s={(s.files + s.skipped) / dt:.0f} eta_s={eta}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.tty:
+                self.stream.write("\r" + self.line()[:150])
+            else:
+                self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+
+def _error(exc: OSError, what: str) -> FlywheelError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(f"no space left on the target while {what}: {exc.filename or ''}".rstrip(": "))
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDeniedError(f"permission denied while {what}: {exc.strerror}"
+                                     + (f" ({exc.filename})" if exc.filename else ""))
+    return FlywheelError(f"seeding failed while {what}: {exc.strerror}" + (f" ({exc.filename})" if exc.filename else ""))
+
+
+def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout: float = 600.0,
+         progress: TextIO | None = None, progress_interval: float = 5.0,
+         chown_work: list[str] | None = None, work_owner: tuple[int, int] = (1001, 1001)) -> SeedReport:
+    """Make ``target`` an exact copy of ``source`` and stamp it; see the module docs."""
+    t0 = time.monotonic()
+    src, dst = Path(source), Path(target)
+    if not src.is_dir():
+        raise SourceMissingError(f"seed source {src} does not exist or is not a directory")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        dst_fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _error(exc, f"opening the target {dst}") from None
+    try:
+        try:
+            lock_fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
+        except OSError as exc:
+            raise _error(exc, f"creating the lock in {dst}") from None
+        try:
+            deadline = time.monotonic() + lock_timeout
+            while True:  # a restarted init container waits for the first to finish
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LockedError(f"another seeder has held {dst / LOCK_NAME} for over {lock_timeout:.0f}s")
+                    time.sleep(0.05)
+            identity = source_identity(src)
+            stamp = read_stamp(dst)
+            report = SeedReport(str(src), str(dst), identity, skipped=False)
+            if stamp and stamp.get("identity") == identity:
+                report.skipped = True
+            else:
+                _drop_stamp(dst_fd)  # never leave a stale stamp over changing content
+                stats = Stats()
+                copier = Copier(stats, keep_top=frozenset({STAMP_NAME, LOCK_NAME}))
+                copier.root_fd = dst_fd
+                total = None
+                try:
+                    src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    try:
+                        with _Progress(stats, total, progress or sys.stderr, progress_interval if progress is not False
+                                       else 0):
+                            copier.copy_dir(src_fd, dst_fd, "", os.fstat(src_fd), top=True)
+                    finally:
+                        os.close(src_fd)
+                    _syncfs(dst_fd)
+                except OSError as exc:
+                    raise _error(exc, f"copying {src} to {dst}") from None
+                report.files, report.dirs, report.symlinks = stats.files, stats.dirs, stats.symlinks
+                report.hardlinks, report.bytes = stats.hardlinks, stats.bytes
+                report.unchanged, report.removed, report.method = stats.skipped, stats.removed, copier.method
+                try:
+                    _write_stamp(dst_fd, report)
+                except OSError as exc:
+                    raise _error(exc, "writing the completion stamp") from None
+            if chown_work:
+                report.chowned = []
+                for path in chown_work:
+                    try:
+                        os.makedirs(path, exist_ok=True)
+                        os.chown(path, *work_owner, follow_symlinks=False)
+                    except OSError as exc:
+                        raise _error(exc, f"chowning the work volume {path}") from None
+                    report.chowned.append(path)
+            report.seconds = round(time.monotonic() - t0, 4)
+            return report
+        finally:
+            os.close(lock_fd)
+    finally:
+        os.close(dst_fd)
