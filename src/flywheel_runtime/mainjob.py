@@ -12,13 +12,12 @@ import argparse
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from flywheel_runtime.errors import ExitCode
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     title: str
     argv: tuple[str, ...]
     # Exit codes that are an honest, expected outcome on some machines (e.g.

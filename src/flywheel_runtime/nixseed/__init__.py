@@ -10,6 +10,14 @@ lock, and fast on a re-run (the stamp is recognised without walking).
 
 from __future__ import annotations
 
-from flywheel_runtime.nixseed.seed import LOCK_NAME, STAMP_NAME, SeedReport, read_stamp, seed, source_identity
+from typing import Any
 
 __all__ = ["seed", "source_identity", "read_stamp", "SeedReport", "STAMP_NAME", "LOCK_NAME"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: the CLI imports this package on every start
+    if name in __all__:
+        from flywheel_runtime.nixseed import seeding as _seed
+
+        return getattr(_seed, name)
+    raise AttributeError(f"module 'flywheel_runtime.nixseed' has no attribute {name!r}")

@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from flywheel_runtime.nixseed.seed import LOCK_NAME, STAMP_NAME
+from flywheel_runtime.nixseed.seeding import LOCK_NAME, STAMP_NAME
 
 IGNORED_TOP = frozenset({STAMP_NAME, LOCK_NAME})
 

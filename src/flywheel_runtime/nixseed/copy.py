@@ -202,10 +202,13 @@ class Copier:
     # -- removal -----------------------------------------------------------
 
     def _remove(self, ddir: int, name: str, st: os.stat_result) -> None:
-        if stat.S_ISDIR(st.st_mode):
-            self._rmtree(ddir, name)
-        else:
-            os.unlink(name, dir_fd=ddir)
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                self._rmtree(ddir, name)
+            else:
+                os.unlink(name, dir_fd=ddir)
+        except FileNotFoundError:
+            return  # a crash's temp name, already reused and renamed in this pass
         self._count(removed=1)
 
     def _rmtree(self, ddir: int, name: str) -> None:

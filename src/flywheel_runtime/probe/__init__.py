@@ -1,1 +1,21 @@
-"""flywheel_runtime.probe"""
+"""Device probes and runtime hints: what this pod really has.
+
+Every probe takes a ``root`` (default ``/``) under which it reads ``/dev``,
+``/sys``, ``/proc`` and ``/usr/share``: production and tests share that path,
+so a captured tree or a crafted one (mknod) is probed exactly like a host.
+NVML and the Vulkan binding are imported only when consulted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SCHEMA", "collect", "to_env", "to_markdown"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from flywheel_runtime.probe import hints
+
+        return getattr(hints, name)
+    raise AttributeError(f"module 'flywheel_runtime.probe' has no attribute {name!r}")

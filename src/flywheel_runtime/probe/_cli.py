@@ -1,4 +1,4 @@
-"""CLI commands of flywheel_runtime.probe (argparse only; heavy imports stay in handlers)."""
+"""``flywheel-runtime hints`` (argparse only)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,23 @@ import argparse
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add this package's commands.  (Filled in by the probe work.)"""
+    p = sub.add_parser("hints", help="probe KVM, DRI, NVIDIA, Vulkan and Nix; print the runtime hints")
+    p.add_argument("--format", choices=("json", "env", "markdown"), default="json")
+    p.add_argument("--deep", action="store_true", help="also enumerate Vulkan physical devices (loads the driver)")
+    p.add_argument("--root", default="/", help="probe a captured tree: read /dev, /sys, /proc, /usr under DIR")
+    p.set_defaults(handler=_hints)
+
+
+def _hints(args: argparse.Namespace) -> int:
+    import json
+
+    from flywheel_runtime.probe import collect, to_env, to_markdown
+
+    doc = collect(args.root, deep=args.deep)
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    elif args.format == "env":
+        print(to_env(doc), end="")
+    else:
+        print(to_markdown(doc), end="")
+    return 0

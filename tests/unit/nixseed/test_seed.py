@@ -108,7 +108,8 @@ def test_sigkill_at_a_random_moment_then_rerun_is_exact(store: Path, tmp_path: P
     stamp = read_stamp(dst)
     if stamp is not None:  # it finished before the kill: then it must be exact
         assert compare_trees(store, dst) == []
-    subprocess.run(cmd, check=True, capture_output=True)
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
     assert compare_trees(store, dst) == []
     assert read_stamp(dst)["identity"] == source_identity(store)
 

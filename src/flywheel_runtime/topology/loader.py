@@ -1,0 +1,218 @@
+"""The topology model: the platform's placement contract as one validated file.
+
+``load()`` reads ``topology.yaml`` (shipped beside this module, or
+``$FLYWHEEL_TOPOLOGY``, or a path), validates it against
+:mod:`flywheel_runtime.topology.schema` and returns a frozen
+:class:`~flywheel_runtime.topology.model.Topology`.  Any problem is one
+:class:`~flywheel_runtime.errors.TopologyError` line naming the file, the field
+path and what was expected (exit code 3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flywheel_runtime.errors import TopologyError
+from flywheel_runtime.topology.model import (
+    HOSTNAME_LABEL,
+    Allocatable,
+    CleanupPolicy,
+    ContainerEnvelope,
+    Envelope,
+    GitLabRunner,
+    LabelTaxonomy,
+    Node,
+    Overlay,
+    Placement,
+    Resources,
+    RunnerClass,
+    RunnerPod,
+    ScaleSet,
+    StorageClass,
+    Taint,
+    Toleration,
+    Topology,
+    Volume,
+    WarmPool,
+    WarmPoolSchedule,
+)
+
+
+
+DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
+
+
+def default_path() -> Path:
+    env = os.environ.get("FLYWHEEL_TOPOLOGY")
+    return Path(env) if env else DEFAULT_TOPOLOGY
+
+
+def load(path: str | Path | None = None) -> Topology:
+    """Load and validate a topology file (default: the shipped one)."""
+    p = Path(path) if path is not None else default_path()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TopologyError(f"{p}: no such topology file") from None
+    except IsADirectoryError:
+        raise TopologyError(f"{p}: is a directory, expected a topology YAML file") from None
+    except OSError as exc:
+        raise TopologyError(f"{p}: cannot read topology file: {exc.strerror}") from None
+    import yaml  # deferred: only the topology path pays for it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TopologyError(f"{where}: YAML syntax error: {problem}") from None
+    return load_data(data, source=str(p))
+
+
+def load_data(data: Any, source: str = "<topology>") -> Topology:
+    """Validate already-parsed data (a dict) and build the model."""
+    from flywheel_runtime.topology.schema import TOPOLOGY, SchemaViolation
+
+    try:
+        doc = TOPOLOGY.check(data, "")
+    except SchemaViolation as exc:
+        raise TopologyError(f"{source}: {exc}") from None
+    return _build(doc, source, data)
+
+
+def _fail(source: str, path: str, expected: str, got: object) -> TopologyError:
+    return TopologyError(f"{source}: {path}: expected {expected}, got {got!r}")
+
+
+def _resources(d: dict[str, Any] | None) -> Resources:
+    d = d or {}
+    return Resources(cpu=d.get("cpu"), memory=d.get("memory"), ephemeral_storage=d.get("ephemeral-storage"))
+
+
+def _envelope(containers: dict[str, Any]) -> Envelope:
+    return Envelope(tuple(
+        ContainerEnvelope(name, _resources(c["requests"]), _resources(c["limits"]))
+        for name, c in containers.items()
+    ))
+
+
+def _placement(entry: dict[str, Any], nodes: dict[str, Node], source: str, path: str) -> Placement:
+    node_name = entry.get("node")
+    selector = dict(entry.get("node_selector") or {})
+    explicit = entry.get("tolerations") is not None
+    tolerations = tuple(Toleration(t["key"], t["operator"], t["value"], t["effect"])
+                        for t in entry.get("tolerations") or [])
+    if node_name is not None:
+        if node_name not in nodes:
+            raise _fail(source, f"{path}.node", "one of the nodes " + ", ".join(nodes), node_name)
+        selector = {HOSTNAME_LABEL: node_name, **selector}
+        if not explicit:  # derive: tolerate exactly the pinned node's taints
+            tolerations = tuple(Toleration(t.key, "Equal", t.value, t.effect) for t in nodes[node_name].taints)
+    return Placement(node_name, selector, tolerations, explicit)
+
+
+def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
+    nodes = {
+        name: Node(
+            name=name, role=n["role"], labels=dict(n["labels"]),
+            taints=tuple(Taint(t["key"], t["value"], t["effect"]) for t in n["taints"]),
+            allocatable=Allocatable(n["allocatable"]["cpu"], n["allocatable"]["memory"],
+                                    n["allocatable"]["ephemeral-storage"], n["allocatable"]["pods"]),
+            schedulable=n["schedulable"], runner_target=n["runner_target"],
+        )
+        for name, n in doc["nodes"].items()
+    }
+    storage_classes = tuple(StorageClass(name, s["provisioner"], s["binding_mode"], s["reclaim_policy"], s["node"])
+                            for name, s in doc["storage_classes"].items())
+    for sc in storage_classes:
+        if sc.node is not None and sc.node not in nodes:
+            raise _fail(source, f"storage_classes.{sc.name}.node", "one of the nodes " + ", ".join(nodes), sc.node)
+    sc_names = {s.name for s in storage_classes}
+    overlays = tuple(Overlay(name, o["github_config_url"], o["github_config_secret"])
+                     for name, o in doc["overlays"].items())
+    warm_pools = {name: WarmPool(name, w["timezone"], tuple(WarmPoolSchedule(s["cron"], s["min_runners"])
+                                                            for s in w["schedules"]))
+                  for name, w in doc["warm_pools"].items()}
+    images = dict(doc["images"])
+    runner_classes = []
+    for name, c in doc["runner_classes"].items():
+        if c["image"] not in images:
+            raise _fail(source, f"runner_classes.{name}.image", "one of the images " + ", ".join(images), c["image"])
+        runner_classes.append(RunnerClass(name, c["forge"], c["use"], c["image"], frozenset(c["devices"])))
+    classes = {c.name: c for c in runner_classes}
+    profiles = doc["hint_profiles"]
+
+    def volumes_of(entry: dict[str, Any], path: str, containers: dict[str, Any]) -> tuple[Volume, ...]:
+        out = []
+        for i, v in enumerate(entry["volumes"]):
+            if v["storage_class"] not in sc_names:
+                raise _fail(source, f"{path}.volumes[{i}].storage_class",
+                            "one of the storage classes " + ", ".join(sorted(sc_names)), v["storage_class"])
+            if v["container"] not in containers:
+                raise _fail(source, f"{path}.volumes[{i}].container",
+                            "one of this lane's containers " + ", ".join(containers), v["container"])
+            out.append(Volume(v["name"], v["mount_path"], v["size"], v["storage_class"], v["seed_nix"], v["container"]))
+        return tuple(out)
+
+    scale_sets = []
+    seen: set[tuple[str, str]] = set()
+    for i, s in enumerate(doc["scale_sets"]):
+        path = f"scale_sets[{i}]"
+        if (s["namespace"], s["name"]) in seen:
+            raise _fail(source, f"{path}.name", "a scale set name unique in its namespace", s["name"])
+        seen.add((s["namespace"], s["name"]))
+        if s["overlay"] not in doc["overlays"]:
+            raise _fail(source, f"{path}.overlay", "one of the overlays " + ", ".join(doc["overlays"]), s["overlay"])
+        if "runner" not in s["containers"]:
+            raise _fail(source, f"{path}.containers", "a 'runner' container", sorted(s["containers"]))
+        if s["warm_pool"] is not None and s["warm_pool"] not in warm_pools:
+            raise _fail(source, f"{path}.warm_pool", "one of the warm pools " + ", ".join(warm_pools), s["warm_pool"])
+        if s["hints"] is not None and s["hints"] not in profiles:
+            raise _fail(source, f"{path}.hints", "one of the hint profiles " + ", ".join(profiles), s["hints"])
+        if s["min_runners"] > s["max_runners"]:
+            raise _fail(source, f"{path}.min_runners", f"at most max_runners ({s['max_runners']})", s["min_runners"])
+        rc = classes.get(s["label"])
+        scale_sets.append(ScaleSet(
+            name=s["name"], overlay=s["overlay"], label=s["label"], labels=tuple(s["labels"]),
+            namespace=s["namespace"], min_runners=s["min_runners"], max_runners=s["max_runners"],
+            node=s["node"], placement=_placement(s, nodes, source, path),
+            envelope=_envelope(s["containers"]), volumes=volumes_of(s, path, s["containers"]),
+            devices=rc.devices if rc else frozenset(), image=images[rc.image] if rc else images.get("nix", ""),
+            hints=dict(profiles[s["hints"]]) if s["hints"] else {},
+            warm_pool=warm_pools[s["warm_pool"]] if s["warm_pool"] else None,
+        ))
+    gitlab = []
+    for i, g in enumerate(doc["gitlab_runners"]):
+        path = f"gitlab_runners[{i}]"
+        if g["min_replicas"] > g["max_replicas"]:
+            raise _fail(source, f"{path}.min_replicas", f"at most max_replicas ({g['max_replicas']})", g["min_replicas"])
+        gitlab.append(GitLabRunner(
+            name=g["name"], namespace=g["namespace"], min_replicas=g["min_replicas"], max_replicas=g["max_replicas"],
+            cpu_target_percent=g["cpu_target_percent"], scale_down_stabilization_s=g["scale_down_stabilization_s"],
+            node=g["node"], placement=_placement(g, nodes, source, path), envelope=_envelope(g["containers"]),
+        ))
+    rp, tax, cl = doc["runner_pod"], doc["label_taxonomy"], doc["cleanup"]
+    return Topology(
+        source=source,
+        namespaces=dict(doc["namespaces"]),
+        services=dict(doc["services"] or {}),
+        nodes=tuple(nodes.values()),
+        storage_classes=storage_classes,
+        overlays=overlays,
+        label_taxonomy=LabelTaxonomy(tax["prefix"], tuple(tax["base"]), tuple(tax["suffixes"])),
+        runner_pod=RunnerPod(tuple(rp["command"]), rp["run_as_user"], rp["priority_class"]["name"],
+                             rp["priority_class"]["value"], dict(rp["env"]), (rp["hooks"] or {}).get("job_started"),
+                             (rp["hooks"] or {}).get("job_completed"), rp["work_owner"]),
+        images=images,
+        warm_pools=tuple(warm_pools.values()),
+        cleanup=CleanupPolicy(cl["schedule"], cl["concurrency_policy"], cl["terminating_after_s"],
+                              cl["succeeded_after_s"], cl["failed_after_s"]),
+        runner_classes=tuple(runner_classes),
+        scale_sets=tuple(scale_sets),
+        gitlab_runners=tuple(gitlab),
+        raw=raw if isinstance(raw, dict) else {},
+    )
