@@ -1,1 +1,1 @@
-"""flywheel_runtime.hooks"""
+"""Runner job hooks and the runner pod entrypoint."""

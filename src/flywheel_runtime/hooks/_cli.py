@@ -1,4 +1,4 @@
-"""CLI commands of flywheel_runtime.hooks (argparse only; heavy imports stay in handlers)."""
+"""``flywheel-runtime hook ...`` and ``entrypoint`` (argparse only)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,47 @@ import argparse
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add this package's commands.  (Filled in by the hooks work.)"""
+    p = sub.add_parser("hook", help="runner job hooks (ACTIONS_RUNNER_HOOK_JOB_STARTED/_COMPLETED)")
+    hsub = p.add_subparsers(dest="hook", metavar="HOOK")
+    hsub.required = True
+    s = hsub.add_parser("job-started", help="publish hints; refuse the job if the lane's devices are missing")
+    s.add_argument("--root", default=None, help="probe under DIR (default: $FLYWHEEL_ROOT or /)")
+    s.set_defaults(handler=_started)
+    c = hsub.add_parser("job-completed", help="record the job's duration; apply the workspace policy")
+    c.set_defaults(handler=_completed)
+
+    e = sub.add_parser("entrypoint", help="seed /nix if asked, write the hints file, exec CMD")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    e.set_defaults(handler=_entrypoint)
+
+
+def _started(args: argparse.Namespace) -> int:
+    import sys
+
+    from flywheel_runtime.hooks.jobhooks import job_started
+
+    doc = job_started(root=args.root)
+    kvm = "kvm" if doc["kvm"]["usable"] else "no kvm"
+    dri = f"{len(doc['dri']['devices'])} dri node(s)"
+    print(f"flywheel: hints published ({kvm}, {dri})", file=sys.stderr)
+    return 0
+
+
+def _completed(args: argparse.Namespace) -> int:
+    import sys
+
+    from flywheel_runtime.hooks.jobhooks import job_completed
+
+    out = job_completed()
+    if out["duration_s"] is not None:
+        print(f"flywheel: job ran {out['duration_s']:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _entrypoint(args: argparse.Namespace) -> int:
+    from flywheel_runtime.hooks.entrypoint import run
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    return run(cmd)

@@ -22,13 +22,18 @@ def _read(p: Path) -> str | None:
         return None
 
 
-def _accessible(path: Path) -> bool:
+def _open_check(path: Path) -> tuple[bool, str | None]:
+    """(permission to open read-write, error of a real open attempt).
+
+    Permission is what a job needs from the pod; a node with no driver behind
+    it (ENXIO/ENODEV, e.g. a captured tree) is reported, not confused with it."""
+    allowed = os.access(path, os.R_OK | os.W_OK)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return False
+    except OSError as exc:
+        return allowed and exc.errno not in (13, 1), exc.strerror
     os.close(fd)
-    return True
+    return True, None
 
 
 def probe_dri(root: str | Path = "/") -> dict[str, Any]:
@@ -83,7 +88,10 @@ def probe_dri(root: str | Path = "/") -> dict[str, Any]:
             "pci_slot": slot,
             "boot_vga": boot_vga == "1" if boot_vga is not None else None,
             "group": group,
-            "accessible": stat.S_ISCHR(st.st_mode) and _accessible(path),
+            "accessible": False,
+            "open_error": None,
         })
+        if stat.S_ISCHR(st.st_mode):
+            devices[-1]["accessible"], devices[-1]["open_error"] = _open_check(path)
     return {"present": bool(devices), "devices": devices,
             "reason": None if devices else "/dev/dri has no card or render nodes"}
