@@ -1,0 +1,67 @@
+"""`cluster up|status|down` on a throwaway sim cluster of its own: the
+second ``up`` reuses, ``down`` leaves no process or port behind, and a
+crashed component makes ``status`` say so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from flywheel_runtime.harness.sim import COMPONENTS, SimCluster, _alive
+
+pytestmark = pytest.mark.e2e
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flywheel_runtime", "cluster", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_up_reuse_status_down_leaves_nothing_behind() -> None:
+    name = f"life-{uuid.uuid4().hex[:6]}"
+    cluster = SimCluster(name=name)
+    try:
+        first = _cli("up", "--backend", "sim", "--name", name)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip().splitlines() == [str(cluster.kubeconfig)]  # alone on stdout
+        assert "up in" in first.stderr
+        state = json.loads((cluster.state_dir / "state.json").read_text())
+        assert set(state["pids"]) == set(COMPONENTS)
+
+        second = _cli("up", "--backend", "sim", "--name", name)
+        assert second.returncode == 0 and second.stdout == first.stdout
+        assert "reusing" in second.stderr
+        assert json.loads((cluster.state_dir / "state.json").read_text())["pids"] == state["pids"]
+
+        st = _cli("status", "--backend", "sim", "--name", name, "--json")
+        assert st.returncode == 0
+        assert json.loads(st.stdout)["components"] == {c: "running" for c in COMPONENTS}
+
+        # A crashed scheduler: status reports it, exit 1.
+        os.kill(state["pids"]["kube-scheduler"], signal.SIGKILL)
+        st = _cli("status", "--backend", "sim", "--name", name)
+        assert st.returncode == 1
+        assert "kube-scheduler            stopped" in st.stdout
+    finally:
+        down = _cli("down", "--backend", "sim", "--name", name)
+    assert down.returncode == 0
+    assert not any(_alive(p) for p in state["pids"].values())
+    assert all(_port_free(p) for p in state["ports"].values())
+    assert not cluster.state_dir.exists()
+    assert _cli("status", "--backend", "sim", "--name", name).returncode == 1
