@@ -39,7 +39,7 @@ PEERS = {
     "cp -a": lambda s, d: ["cp", "-a", f"{s}/.", f"{d}/"],
     "rsync -aH": lambda s, d: ["rsync", "-aH", "--numeric-ids", f"{s}/", f"{d}/"],
     "tar|tar": lambda s, d: ["bash", "-c",
-                             f"tar -C '{s}' -cf - --numeric-owner . | tar -C '{d}' -xpf - --numeric-owner"],
+                             f"tar -C '{s}' --format=posix -cf - --numeric-owner . | tar -C '{d}' -xpf - --numeric-owner"],
     "seed-nix": lambda s, d: [sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(s),
                               "--target", str(d), "--progress-interval", "0"],
 }
@@ -98,6 +98,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--source-fs", choices=("tmpfs", "disk"), default="tmpfs",
                     help="tmpfs: the image layer in page cache on another fs (copy_file_range EXDEV, as in a pod)")
+    ap.add_argument("--target-fs", choices=("disk", "tmpfs"), default="disk",
+                    help="disk: fresh targets under --workdir (the real volume case); tmpfs: CPU cost only")
     ap.add_argument("--workdir", default="/var/tmp/seed-nix-bench")
     ap.add_argument("--rerun-paths", type=int, default=100_000, help="entries in the re-run store (0: skip)")
     ap.add_argument("--peers", default=",".join(PEERS))
@@ -112,6 +114,10 @@ def main() -> int:
         size = int(args.gib * 2.2 * (1 << 30)) + (512 << 20)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(srcroot)], check=True)
         mounted = True
+    if args.target_fs == "tmpfs":
+        (work / "dst").mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(args.gib * 1.5 * (1 << 30)) + (512 << 20)}",
+                        "tmpfs", str(work / "dst")], check=True)
     results: dict = {"args": vars(args)}
     try:
         src = srcroot / "nix"
@@ -134,7 +140,7 @@ def main() -> int:
                 dst = work / "dst" / f"{p.replace(' ', '_').replace('|', '_')}" / "nix"
                 _rmtree(dst.parent)
                 dst.mkdir(parents=True)
-                subprocess.run(["sync"], check=True)
+                subprocess.run(["sync", "-f", str(dst)], check=True)  # earlier deletions are nobody's cost
                 dt, _rss = _run(PEERS[p](src, dst), dst)
                 if rnd == 0:
                     diffs = compare_trees(src, dst, content=True)
@@ -199,6 +205,8 @@ def main() -> int:
     finally:
         if mounted:
             subprocess.run(["umount", str(srcroot)], check=False)
+        if args.target_fs == "tmpfs":
+            subprocess.run(["umount", str(work / "dst")], check=False)
         _rmtree(work / "dst")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

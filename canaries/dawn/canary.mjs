@@ -19,8 +19,10 @@ function readStdin() {
   });
 }
 
+// stdout to a pipe is asynchronous in Node: resolve only once the line is flushed,
+// so exiting afterwards cannot truncate it.
 function emit(obj) {
-  process.stdout.write(JSON.stringify({ ...obj, timings }) + '\n');
+  return new Promise((resolve) => process.stdout.write(JSON.stringify({ ...obj, timings }) + '\n', resolve));
 }
 
 async function readBuffer(device, src, size) {
@@ -41,7 +43,7 @@ async function main() {
   let t = lap('create', t0);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
-    emit({ status: 'no-adapter' });
+    await emit({ status: 'no-adapter' });
     return;
   }
   const info = adapter.info || {};
@@ -105,14 +107,14 @@ async function main() {
   const renderOut = Buffer.from(rb.getMappedRange().slice(0));
   rb.unmap();
   lap('render', t);
-  emit({
+  device.destroy();
+  await emit({
     status: 'ran', adapter: adapterInfo, errors, compute_b64: computeOut.toString('base64'),
     render_b64: renderOut.toString('base64'), row_pitch: rowPitch,
   });
-  device.destroy();
 }
 
-main().then(() => process.exit(0)).catch((err) => {
-  emit({ status: 'error', message: String(err && err.message ? err.message : err) });
+main().then(() => process.exit(0)).catch(async (err) => {
+  await emit({ status: 'error', message: String(err && err.message ? err.message : err) });
   process.exit(3);
 });

@@ -25,7 +25,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on it (SO_REUSEADDR: TIME_WAIT leftovers of closed connections do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -81,3 +81,22 @@ def test_gitlab_runners_land_off_bumble_at_min_replicas(flywheel_cluster) -> Non
             assert len(pods) == g.min_replicas
             assert {p.spec.node_name for p in pods} == {g.node}
             assert "bumble" not in {p.spec.node_name for p in pods}
+
+
+def test_start_delay_and_job_end_drive_the_pod_lifecycle(flywheel_cluster) -> None:
+    """kwok's stages: Running only after the pod's start delay; Succeeded or
+    Failed when the test marks the job done."""
+    import time
+
+    c = flywheel_cluster
+    with c.namespace("lifecycle") as ns:
+        t0 = time.monotonic()
+        ok = c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns, start_delay="2s")
+        bad = c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns)
+        c.kube.wait_phase(ns, ok, "Running", timeout=30)
+        assert time.monotonic() - t0 >= 2.0
+        c.kube.wait_phase(ns, bad, "Running", timeout=30)
+        c.kube.finish_job(ns, ok)
+        c.kube.finish_job(ns, bad, "failed")
+        c.kube.wait_phase(ns, ok, "Succeeded", timeout=30)
+        c.kube.wait_phase(ns, bad, "Failed", timeout=30)

@@ -252,7 +252,7 @@ def run_qemu(report: Report, device: str = DEFAULT_DEVICE, qemu: str | None = No
         img = Path(tmp, "boot.img")
         img.write_bytes(boot_sector(n))
         serial = Path(tmp, "serial.out")
-        cmd = [exe, "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "32", "-nodefaults", "-display", "none",
+        cmd = [exe, "-accel", "kvm", "-machine", "pc", "-m", "32", "-nodefaults", "-display", "none",
                "-no-reboot", "-serial", f"file:{serial}",
                "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x01",
                "-drive", f"if=ide,format=raw,file={img}"]

@@ -127,20 +127,23 @@ def to_markdown(reports: list[Report], artifacts_dir: Path | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-def to_document(reports: list[Report]) -> dict[str, Any]:
+def to_document(reports: list[Report], name: str | None = None) -> dict[str, Any]:
+    """One canary's report, or for a group (gpu, all) a wrapper listing each canary's report."""
     if len(reports) == 1:
         return reports[0].to_dict()
-    return {"schema": SCHEMA, "canary": "all", "canaries": [r.to_dict() for r in reports]}
+    passed = all(r.passed for r in reports)
+    return {"schema": SCHEMA, "canary": name or "all", "passed": passed, "canaries": [r.to_dict() for r in reports]}
 
 
-def write_outputs(reports: list[Report], artifacts_dir: Path | None, environ: dict[str, str] | None = None) -> None:
+def write_outputs(reports: list[Report], artifacts_dir: Path | None, environ: dict[str, str] | None = None,
+                  name: str | None = None) -> None:
     """Write report JSON/markdown into the artifacts dir and append to GITHUB_STEP_SUMMARY."""
     env = os.environ if environ is None else environ
     md = to_markdown(reports)
     if artifacts_dir is not None:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
-        name = reports[0].canary if len(reports) == 1 else "all"
-        (artifacts_dir / f"canary-{name}.json").write_text(json.dumps(to_document(reports), indent=2) + "\n")
+        name = reports[0].canary if len(reports) == 1 else (name or "all")
+        (artifacts_dir / f"canary-{name}.json").write_text(json.dumps(to_document(reports, name), indent=2) + "\n")
         (artifacts_dir / f"canary-{name}.md").write_text(md)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:

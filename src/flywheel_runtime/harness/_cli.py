@@ -59,8 +59,10 @@ def _placement(args: argparse.Namespace) -> int:
     from flywheel_runtime.topology import load
 
     backend = _backend(args)
-    if not backend.status()["running"]:
-        raise KubeconfigError(f"{backend.name!r} cluster is not running; run `flywheel-runtime cluster up` first")
+    st = backend.status()
+    if not st["running"]:
+        raise KubeconfigError(f"{st['backend']} cluster {backend.name!r} is not running; "
+                              f"run `flywheel-runtime cluster up --name {backend.name}` first")
     landings = place_all(Kube(backend.kubeconfig), load())
     print(json.dumps(as_json(landings), indent=2) if args.json else table(landings))
     return 0 if all(ld.ok for ld in landings) else 1

@@ -23,8 +23,9 @@ from flywheel_runtime.topology import Topology, render
 SCENARIOS: dict[str, dict[str, Any]] = {
     "quiet": {"gitlab": True, "arc": {}},
     "normal": {"gitlab": True, "arc": {"tinyland-nix": 2}},
-    "burst": {"gitlab": True, "arc": {"tinyland-nix": 2, "tinyland-nix-heavy": 2, "tinyland-dind": 1,
-                                      "tinyland-nix-compute-expansion": 1}},
+    # Burst: six ARC runners, both owner overlays' heavy lanes among them.
+    "burst": {"gitlab": True, "arc": {"tinyland-nix": 2, "tinyland-nix-heavy": 1, "jess-nix-heavy": 1,
+                                      "tinyland-dind": 1, "tinyland-nix-compute-expansion": 1}},
     "max": {"gitlab": True, "arc": "max"},
 }
 
@@ -64,14 +65,7 @@ def scenario_pods(topo: Topology, scenario: str) -> list[tuple[str, dict[str, An
     if spec["arc"] == "max":
         wanted = [(ss, ss.max_runners) for ss in topo.scale_sets]
     else:
-        # A label's runners go to its scale sets in topology order (the first
-        # overlay's first), as ARC listeners racing for jobs would roughly do.
-        wanted = []
-        for label, n in spec["arc"].items():
-            sets = [topo.scale_set(label)] if label in {s.name for s in topo.scale_sets} else []
-            sets = sets or list(topo.scale_sets_for(label))
-            for i in range(n):
-                wanted.append((sets[i % len(sets)], 1))
+        wanted = [(topo.scale_set(name), n) for name, n in spec["arc"].items()]
     counts: dict[str, int] = {}
     for ss, n in wanted:
         for _ in range(n):

@@ -87,3 +87,17 @@ class KindBackend:
     def status(self) -> dict[str, Any]:
         running = self.kubeconfig.exists() and available()
         return {"backend": "kind", "name": self.name, "running": running, "kubeconfig": str(self.kubeconfig)}
+
+
+def main() -> None:  # pragma: no cover - regenerates kind/cluster.yaml
+    import yaml
+
+    from flywheel_runtime.topology import load, render
+
+    cfg = {**render.kind_config(load()), "name": "flywheel"}
+    sys.stdout.write("# Rendered from the topology by `python -m flywheel_runtime.harness.kind`; do not edit.\n")
+    sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -22,6 +22,7 @@ TMP_PREFIX = ".flywheel-tmp-"
 SMALL = 1 << 16  # files up to this size are copied with one read and one write
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Copier:
         self.links: dict[tuple[int, int], tuple[int, str, int]] = {}  # src inode -> (dst dev, dst path, dst ino)
         self.links_lock = threading.Lock()
         self._method = "copy_file_range"
+        self._uid, self._gid = os.geteuid(), os.getegid()
+        self._umask = os.umask(0o022)
+        os.umask(self._umask)
 
     @property
     def method(self) -> str:
@@ -90,92 +94,117 @@ class Copier:
                 and a.st_gid == b.st_gid and a.st_mtime_ns == b.st_mtime_ns)
 
     def _file(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-              rel: str) -> None:
+              rel: str, stale_tmp: bool) -> None:
         key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
         if key is not None:
             with self.links_lock:
                 first = self.links.get(key)
             if first is not None:
-                self._hardlink(ddir, name, first, dst)
+                self._hardlink(ddir, name, first, dst, stale_tmp)
                 return
-        if dst is not None and self._same_meta(st, dst):
+        # A name only ever carries the source's mtime once content, owner and
+        # mode are final (utime is the last step), so matching metadata means
+        # a complete file.  A lone inode must stay lone (no stale hardlink group).
+        if dst is not None and self._same_meta(st, dst) and (key is not None or dst.st_nlink == 1):
             if key is not None:
                 with self.links_lock:
                     self.links.setdefault(key, (dst.st_dev, rel, dst.st_ino))
             self._count(skipped=1)
             return
-        tmp = TMP_PREFIX + name[:200]
-        sfd = os.open(name, _O_FILE, dir_fd=sdir)
-        try:
+        mode = stat.S_IMODE(st.st_mode)
+        owned = st.st_uid == self._uid and st.st_gid == self._gid
+        # Fresh name: write in place (a crash leaves a wrong mtime, so it is redone).
+        # Existing name: stage and rename, so a runner never sees it half written.
+        staged = dst is not None
+        out = TMP_PREFIX + name[:200] if staged else name
+        if staged and stale_tmp:
             try:
-                os.unlink(tmp, dir_fd=ddir)
+                os.unlink(out, dir_fd=ddir)
             except FileNotFoundError:
                 pass
-            dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=ddir)
+        sfd = os.open(name, _O_FILE, dir_fd=sdir)
+        try:
+            # Creation mode is final when no chown follows (chown clears set-id bits).
+            dfd = os.open(out, _O_NEW, mode if owned else 0o600, dir_fd=ddir)
             try:
                 self._copy_data(sfd, dfd, st.st_size)
-                os.fchown(dfd, st.st_uid, st.st_gid)
-                os.fchmod(dfd, stat.S_IMODE(st.st_mode))
+                if not owned:
+                    os.fchown(dfd, st.st_uid, st.st_gid)
+                # Set-id bits: a write by a process without CAP_FSETID clears them.
+                if not owned or mode & self._umask or mode & 0o6000:
+                    os.fchmod(dfd, mode)
                 os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                if key is not None:
+                    nst = os.fstat(dfd)
+                    with self.links_lock:
+                        self.links.setdefault(key, (nst.st_dev, rel, nst.st_ino))
             finally:
                 os.close(dfd)
         finally:
             os.close(sfd)
-        if dst is not None and stat.S_ISDIR(dst.st_mode):
-            self._rmtree(ddir, name)
-        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
-        if key is not None:
-            nst = os.stat(name, dir_fd=ddir, follow_symlinks=False)
-            with self.links_lock:
-                self.links.setdefault(key, (nst.st_dev, rel, nst.st_ino))
-        self._count(files=1, bytes=st.st_size)
+        if staged:
+            if stat.S_ISDIR(dst.st_mode):  # type: ignore[union-attr]
+                self._rmtree(ddir, name)
+            os.rename(out, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+        s = self.stats
+        s.files += 1
+        s.bytes += st.st_size
 
-    def _hardlink(self, ddir: int, name: str, first: tuple[int, str, int], dst: os.stat_result | None) -> None:
+    def _hardlink(self, ddir: int, name: str, first: tuple[int, str, int], dst: os.stat_result | None,
+                  stale_tmp: bool) -> None:
         if dst is not None and dst.st_ino == first[2] and dst.st_dev == first[0]:
             self._count(skipped=1)
             return
-        tmp = TMP_PREFIX + name[:200]
-        try:
-            os.unlink(tmp, dir_fd=ddir)
-        except FileNotFoundError:
-            pass
         # Link from the first copy, addressed from the target root: no symlink
         # in between is followed (linkat without AT_SYMLINK_FOLLOW).
-        os.link(first[1], tmp, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
-        if dst is not None and stat.S_ISDIR(dst.st_mode):
-            self._rmtree(ddir, name)
-        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
-        self._count(hardlinks=1)
+        if dst is None:
+            os.link(first[1], name, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
+        else:
+            tmp = TMP_PREFIX + name[:200]
+            if stale_tmp:
+                try:
+                    os.unlink(tmp, dir_fd=ddir)
+                except FileNotFoundError:
+                    pass
+            os.link(first[1], tmp, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
+            if stat.S_ISDIR(dst.st_mode):
+                self._rmtree(ddir, name)
+            os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+        self.stats.hardlinks += 1
 
     def _symlink(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-                 rel: str) -> None:
+                 rel: str, stale_tmp: bool) -> None:
         key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
         if key is not None:  # Nix's optimiser hardlinks symlinks as well
             with self.links_lock:
                 first = self.links.get(key)
             if first is not None:
-                self._hardlink(ddir, name, first, dst)
+                self._hardlink(ddir, name, first, dst, stale_tmp)
                 return
         target = os.readlink(name, dir_fd=sdir)
         if dst is not None and stat.S_ISLNK(dst.st_mode) and dst.st_uid == st.st_uid and \
-                dst.st_mtime_ns == st.st_mtime_ns and os.readlink(name, dir_fd=ddir) == target:
+                dst.st_gid == st.st_gid and dst.st_mtime_ns == st.st_mtime_ns and \
+                (key is not None or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target:
             if key is not None:
                 with self.links_lock:
                     self.links.setdefault(key, (dst.st_dev, rel, dst.st_ino))
             self._count(skipped=1)
             return
-        tmp = TMP_PREFIX + name[:200]
-        try:
-            os.unlink(tmp, dir_fd=ddir)
-        except FileNotFoundError:
-            pass
+        # As for files: the source's mtime is set last, so a crash mid-way is redone.
+        tmp = TMP_PREFIX + name[:200] if dst is not None else name
+        if dst is not None and stale_tmp:
+            try:
+                os.unlink(tmp, dir_fd=ddir)
+            except FileNotFoundError:
+                pass
         os.symlink(target, tmp, dir_fd=ddir)  # kept verbatim: absolute or dangling
-        os.chown(tmp, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
+        if st.st_uid != self._uid or st.st_gid != self._gid:
+            os.chown(tmp, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
-        if dst is not None and stat.S_ISDIR(dst.st_mode):
-            self._rmtree(ddir, name)
-        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+        if dst is not None:
+            if stat.S_ISDIR(dst.st_mode):
+                self._rmtree(ddir, name)
+            os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
         if key is not None:
             nst = os.stat(name, dir_fd=ddir, follow_symlinks=False)
             with self.links_lock:
@@ -195,9 +224,8 @@ class Copier:
 
     def _count(self, **kw: int) -> None:
         s = self.stats
-        with s.lock:
-            for k, v in kw.items():
-                setattr(s, k, getattr(s, k) + v)
+        for k, v in kw.items():
+            setattr(s, k, getattr(s, k) + v)
 
     # -- removal -----------------------------------------------------------
 
@@ -235,6 +263,8 @@ class Copier:
                 dst_entries[e.name] = e.stat(follow_symlinks=False)
         with os.scandir(sdir) as it:
             src_entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        # Temp names only exist when a crash left them: skip the unlink otherwise.
+        stale_tmp = any(n.startswith(TMP_PREFIX) for n in dst_entries)
         seen = set()
         for name, st in src_entries:
             seen.add(name)
@@ -247,9 +277,9 @@ class Copier:
                 self._rmtree(ddir, name)
                 self._count(removed=1)
                 dst = None
-                self._dispatch(sdir, ddir, name, st, dst, path)
+                self._dispatch(sdir, ddir, name, st, dst, path, stale_tmp)
             else:
-                self._dispatch(sdir, ddir, name, st, dst, path)
+                self._dispatch(sdir, ddir, name, st, dst, path, stale_tmp)
         for name, st in dst_entries.items():
             if name in seen or (top and name in self.keep_top):
                 continue
@@ -259,12 +289,12 @@ class Copier:
         os.utime(ddir, ns=(st_src.st_atime_ns, st_src.st_mtime_ns))
 
     def _dispatch(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-                  path: str) -> None:
+                  path: str, stale_tmp: bool) -> None:
         mode = st.st_mode
         if stat.S_ISREG(mode):
-            self._file(sdir, ddir, name, st, dst, path)
+            self._file(sdir, ddir, name, st, dst, path, stale_tmp)
         elif stat.S_ISLNK(mode):
-            self._symlink(sdir, ddir, name, st, dst, path)
+            self._symlink(sdir, ddir, name, st, dst, path, stale_tmp)
         else:
             self._special(ddir, name, st, dst)
 

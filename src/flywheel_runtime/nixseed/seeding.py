@@ -83,6 +83,66 @@ def source_identity(source: str | Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _db_state(src: Path) -> tuple:
+    """What changes when anything writes the source's Nix database."""
+    out = []
+    for name in ("db.sqlite", "db.sqlite-wal"):
+        try:
+            st = os.stat(src / DB_REL.rsplit("/", 1)[0] / name)
+            out.append((name, st.st_size, st.st_mtime_ns, st.st_ino))
+        except FileNotFoundError:
+            out.append((name, None))
+    return tuple(out)
+
+
+def _nar_total(src: Path) -> int | None:
+    """Bytes the store registers (sum of narSize): the denominator of the ETA.
+    ``immutable=1`` opens a WAL database without needing (or creating) -shm."""
+    db = src / DB_REL
+    if not db.is_file():
+        return None
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT sum(narSize) FROM ValidPaths").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row and row[0] else None
+
+
+def _open_rel(fd: int, rel: str) -> int:
+    """Open directory ``rel`` under ``fd`` one component at a time, never following a symlink."""
+    cur = os.dup(fd)
+    try:
+        for part in rel.split("/"):
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            os.close(cur)
+            cur = nxt
+        return cur
+    except BaseException:
+        os.close(cur)
+        raise
+
+
+def _recopy_db(copier: Copier, src_fd: int, dst_fd: int) -> None:
+    rel = DB_REL.rsplit("/", 1)[0]
+    sfd = _open_rel(src_fd, rel)
+    try:
+        dfd = _open_rel(dst_fd, rel)
+        try:
+            st = os.fstat(sfd)
+            os.fchmod(dfd, 0o700)
+            copier.copy_dir(sfd, dfd, rel, st)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
 def read_stamp(target: str | Path) -> dict[str, Any] | None:
     try:
         data = json.loads((Path(target) / STAMP_NAME).read_text())
@@ -174,6 +234,11 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
     """Make ``target`` an exact copy of ``source`` and stamp it; see the module docs."""
     t0 = time.monotonic()
     src, dst = Path(source), Path(target)
+    if jobs != 1:
+        from flywheel_runtime.errors import UnsupportedError
+
+        raise UnsupportedError("--jobs other than 1 is not implemented: one pass with dir fds is the measured "
+                               "fastest on 2 vCPU; run without --jobs")
     if not src.is_dir():
         raise SourceMissingError(f"seed source {src} does not exist or is not a directory")
     try:
@@ -206,13 +271,27 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
                 stats = Stats()
                 copier = Copier(stats, keep_top=frozenset({STAMP_NAME, LOCK_NAME}))
                 copier.root_fd = dst_fd
-                total = None
+                total = _nar_total(src)
                 try:
                     src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                     try:
                         with _Progress(stats, total, progress or sys.stderr, progress_interval if progress is not False
                                        else 0):
+                            before = initial = _db_state(src)
                             copier.copy_dir(src_fd, dst_fd, "", os.fstat(src_fd), top=True)
+                            # The db is copied file by file: if anything wrote it meanwhile, copy
+                            # its directory again until a pass saw it unchanged (consistent copy).
+                            for _attempt in range(5):
+                                after = _db_state(src)
+                                if after == before:
+                                    break
+                                before = after
+                                _recopy_db(copier, src_fd, dst_fd)
+                            else:
+                                raise FlywheelError(f"the Nix database under {src} kept changing while it was copied;"
+                                                    " stop writers (nix-daemon) in the source and re-run")
+                            if after != initial:
+                                report.identity = identity = source_identity(src)
                     finally:
                         os.close(src_fd)
                     _syncfs(dst_fd)

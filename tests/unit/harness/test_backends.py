@@ -1,0 +1,109 @@
+"""Backend structure that needs no running cluster: kind config, sim state
+handling, the CLI surface, the pytest plugin's weight, scenario shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flywheel_runtime.errors import ClusterError
+from flywheel_runtime.harness import get_backend
+from flywheel_runtime.harness.kind import KindBackend, available
+from flywheel_runtime.harness.sim import SimCluster
+from flywheel_runtime.topology import load, render
+
+
+def test_kind_config_carries_the_topology_nodes(tmp_path: Path) -> None:
+    backend = KindBackend(name="t", root=tmp_path)
+    cfg = yaml.safe_load(backend.config_path().read_text())
+    topo = load()
+    assert cfg["name"] == "t" and cfg["kind"] == "Cluster"
+    assert len(cfg["nodes"]) == len(topo.nodes)
+    assert cfg["nodes"] == render.kind_config(topo)["nodes"]
+
+
+@pytest.mark.skipif(available(), reason="Docker and kind are present here")
+def test_kind_backend_refuses_clearly_without_docker(tmp_path: Path) -> None:
+    backend = KindBackend(name="t", root=tmp_path)
+    with pytest.raises(ClusterError, match="Docker"):
+        backend.up()
+    assert backend.status()["running"] is False
+    assert get_backend().__class__ is SimCluster  # the default here
+
+
+def test_shipped_kind_config_is_the_rendered_one() -> None:
+    shipped = Path(__file__).parents[3] / "kind" / "cluster.yaml"
+    assert yaml.safe_load(shipped.read_text()) == {**render.kind_config(load()), "name": "flywheel"}, \
+        "kind/cluster.yaml is stale: run `python -m flywheel_runtime.harness.kind > kind/cluster.yaml`"
+
+
+def test_sim_status_and_down_handle_a_stale_state(tmp_path: Path) -> None:
+    cluster = SimCluster(name="stale", root=tmp_path)
+    assert cluster.status() == {"backend": "sim", "name": "stale", "running": False, "components": {}}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cluster.state_dir.mkdir(parents=True)
+    (cluster.state_dir / "state.json").write_text(json.dumps(
+        {"server": "https://127.0.0.1:1", "ports": {}, "pids": {"etcd": dead.pid}}))
+    st = cluster.status()
+    assert st["running"] is False and st["components"] == {"etcd": "stopped"}
+    assert cluster.down(quiet=True) is False
+    assert not cluster.state_dir.exists()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flywheel_runtime", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_cli_on_a_stopped_cluster(tmp_path: Path) -> None:
+    env = {"FLYWHEEL_CACHE_DIR": str(tmp_path)}
+    st = _cli("cluster", "status", "--backend", "sim", "--name", "nope", env=env)
+    assert st.returncode == 1 and "stopped" in st.stdout
+    pl = _cli("cluster", "placement", "--backend", "sim", "--name", "nope", env=env)
+    assert pl.returncode == 4
+    assert pl.stderr.strip().splitlines() == [
+        "flywheel-runtime: sim cluster 'nope' is not running; run `flywheel-runtime cluster up --name nope` first"]
+    down = _cli("cluster", "down", "--backend", "sim", "--name", "nope", env=env)
+    assert down.returncode == 0 and "was not running" in down.stderr
+
+
+def test_cli_up_without_go_or_cache_is_one_build_error(tmp_path: Path) -> None:
+    env = {"FLYWHEEL_CACHE_DIR": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    up = _cli("cluster", "up", "--backend", "sim", "--name", "nogo", env=env)
+    assert up.returncode == 9
+    assert len(up.stderr.strip().splitlines()) == 1 and "Go toolchain" in up.stderr
+    assert up.stdout == ""
+
+
+def test_pytest_plugin_is_light_and_offers_the_option() -> None:
+    code = ("import sys, flywheel_runtime.harness.pytest_plugin, flywheel_runtime.harness;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes','yaml','urllib3')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_ = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True,
+                           cwd=Path(__file__).parent).stdout
+    assert "--cluster-backend" in help_
+
+
+def test_scenarios_follow_the_capacity_table() -> None:
+    from flywheel_runtime.harness.benchmarks import scenario_pods
+
+    topo = load()
+    gitlab = sum(g.min_replicas for g in topo.gitlab_runners)
+    quiet = scenario_pods(topo, "quiet")
+    assert len(quiet) == gitlab and all(n.startswith("gitlab-") for n, _ in quiet)
+    normal = scenario_pods(topo, "normal")
+    assert [n for n, _ in normal[gitlab:]] == ["tinyland-nix-1", "tinyland-nix-2"]
+    assert normal[gitlab][1] == render.pod(topo, "tinyland-nix")
+    burst = scenario_pods(topo, "burst")
+    assert 4 <= len(burst) - gitlab <= 6
+    # Both overlays' heavy scale sets take part: queueing is per node, not per label.
+    assert {"tinyland-nix-heavy-1", "jess-nix-heavy-1"} <= {n for n, _ in burst}
+    assert len(scenario_pods(topo, "max")) == gitlab + sum(s.max_runners for s in topo.scale_sets)
