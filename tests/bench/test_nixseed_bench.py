@@ -29,11 +29,6 @@ def synth_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
-def _fresh(base: Path, counter: itertools.count) -> tuple[tuple[Path], dict]:
-    dst = base / f"t{next(counter)}" / "nix"
-    return (dst,), {}
-
-
 def test_bench_seed_fresh_target(benchmark, synth_store: Path, tmp_path: Path) -> None:
     counter = itertools.count()
     targets: list[Path] = []
@@ -43,9 +38,9 @@ def test_bench_seed_fresh_target(benchmark, synth_store: Path, tmp_path: Path) -
             subprocess.run(["chmod", "-R", "u+w", str(old)], check=False)
             shutil.rmtree(old.parent, ignore_errors=True)
         targets.clear()
-        args, kw = _fresh(tmp_path, counter)
-        targets.append(args[0])
-        return args, kw
+        dst = tmp_path / f"t{next(counter)}" / "nix"
+        targets.append(dst)
+        return (dst,), {}
 
     report = benchmark.pedantic(lambda dst: seed(synth_store, dst, progress_interval=0), setup=setup, rounds=3)
     assert not report.skipped and report.files > 0

@@ -1,8 +1,9 @@
 """KVM canary: run a real guest through /dev/kvm and check what it computed.
 
 Pure Python (fcntl, ctypes, mmap).  The guest is a few bytes of 16-bit real-mode
-code: it reads a per-run random ``n`` from guest memory, sums 1..n, stores the
-sum back into guest memory, writes it to an I/O port and halts.  The host checks
+code: it reads a per-run random ``n`` and key ``k`` from guest memory, sums 1..n,
+xors in k, stores the result back into guest memory, writes it to an I/O port and
+halts.  The host checks
 the exit reasons (KVM_EXIT_IO, then KVM_EXIT_HLT), the port, the value on the
 port and the value in guest memory; none can be right unless the guest ran.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel_runtime.canary.report import Adapter, Report
-from flywheel_runtime.errors import DeviceAbsentError, FlywheelError, PermissionDeniedError, UnsupportedError
+from flywheel_runtime.errors import DeviceAbsentError, PermissionDeniedError, UnsupportedError
 
 DEFAULT_DEVICE = "/dev/kvm"
 
@@ -55,17 +56,21 @@ KVM_EXIT_IO_OUT = 1
 
 GUEST_MEM_SIZE = 0x10000  # 64 KiB at guest physical 0
 CODE_ADDR = 0x1000
-DATA_ADDR = 0x2000  # n (u16) at +0, the guest stores its sum at +2
+DATA_ADDR = 0x2000  # n (u16) at +0, the guest's result at +2, k (u16) at +4
+# n stays small: on a nested host real-mode code may be emulated instruction by
+# instruction, so a 65535-pass loop costs ~100 ms; the random key keeps the
+# answer space at 2^16 anyway.
+MAX_N = 1024
 RESULT_PORT = 0x10F
 # Real-mode guest (verified with `as --32` + objdump -M i8086):
-#   mov bx,0x2000; mov cx,[bx]; xor ax,ax; l: add ax,cx; loop l;
+#   mov bx,0x2000; mov cx,[bx]; xor ax,ax; l: add ax,cx; loop l; xor ax,[bx+4];
 #   mov [bx+2],ax; mov dx,0x10f; out dx,ax; hlt
-GUEST_CODE = bytes.fromhex("bb0020" "8b0f" "31c0" "01c8" "e2fc" "894702" "ba0f01" "ef" "f4")
+GUEST_CODE = bytes.fromhex("bb0020" "8b0f" "31c0" "01c8" "e2fc" "334704" "894702" "ba0f01" "ef" "f4")
 TSS_ADDR = 0xFFFBD000  # three pages below 4 GiB, outside guest RAM; needed on Intel hosts
 
 
-def expected_sum(n: int) -> int:
-    return (n * (n + 1) // 2) & 0xFFFF
+def expected_sum(n: int, k: int = 0) -> int:
+    return ((n * (n + 1) // 2) ^ k) & 0xFFFF
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -89,6 +94,7 @@ def _ioctl(fd: int, request: int, arg: int | ctypes.Array | None = 0, what: str 
 @dataclass(frozen=True)
 class GuestResult:
     n: int
+    k: int
     expected: int
     exits: tuple[str, ...]
     port: int | None
@@ -112,11 +118,13 @@ def _open_device(device: str) -> int:
         raise DeviceAbsentError(f"cannot open KVM device {device}: {exc.strerror}") from None
 
 
-def run_guest(device: str = DEFAULT_DEVICE, n: int | None = None) -> GuestResult:
+def run_guest(device: str = DEFAULT_DEVICE, n: int | None = None, k: int | None = None) -> GuestResult:
     """Create a VM with one vCPU, run the guest to HLT, and return what it did."""
-    n = random.SystemRandom().randrange(1, 0x10000) if n is None else n
-    if not 1 <= n <= 0xFFFF:
-        raise ValueError("n must be in 1..65535")
+    rng = random.SystemRandom()
+    n = rng.randrange(1, MAX_N + 1) if n is None else n
+    k = rng.randrange(0x10000) if k is None else k
+    if not 1 <= n <= 0xFFFF or not 0 <= k <= 0xFFFF:
+        raise ValueError("n must be in 1..65535 and k in 0..65535")
     kvm = _open_device(device)
     vm = vcpu = -1
     mem: mmap.mmap | None = None
@@ -136,7 +144,7 @@ def run_guest(device: str = DEFAULT_DEVICE, n: int | None = None) -> GuestResult
         mem = mmap.mmap(-1, GUEST_MEM_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                         prot=mmap.PROT_READ | mmap.PROT_WRITE)
         mem[CODE_ADDR:CODE_ADDR + len(GUEST_CODE)] = GUEST_CODE
-        struct.pack_into("<HH", mem, DATA_ADDR, n, 0)
+        struct.pack_into("<HHH", mem, DATA_ADDR, n, 0, k)
         host_addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
         region = (ctypes.c_char * 32).from_buffer_copy(struct.pack("=IIQQQ", 0, 0, 0, GUEST_MEM_SIZE, host_addr))
         _ioctl(vm, KVM_SET_USER_MEMORY_REGION, region, "KVM_SET_USER_MEMORY_REGION")
@@ -173,7 +181,7 @@ def run_guest(device: str = DEFAULT_DEVICE, n: int | None = None) -> GuestResult
         _ioctl(vcpu, KVM_GET_REGS, out_regs, "KVM_GET_REGS")
         rip = struct.unpack_from("<Q", out_regs.raw, 128)[0]
         memory_value = struct.unpack_from("<H", mem, DATA_ADDR + 2)[0]
-        return GuestResult(n, expected_sum(n), tuple(exits), port, size, value, memory_value, api, rip)
+        return GuestResult(n, k, expected_sum(n, k), tuple(exits), port, size, value, memory_value, api, rip)
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise PermissionDeniedError(f"{device}: {exc.strerror}") from None
@@ -195,7 +203,7 @@ def check_guest(report: Report, r: GuestResult) -> None:
     report.check("io port", r.port == RESULT_PORT and r.io_size == 2,
                  f"port {r.port:#x} size {r.io_size}" if r.port is not None else "no port write")
     report.check("guest sum on port", r.io_value == r.expected,
-                 f"sum(1..{r.n}) mod 2^16: guest wrote {r.io_value}, expected {r.expected}")
+                 f"(sum(1..{r.n}) xor {r.k}) mod 2^16: guest wrote {r.io_value}, expected {r.expected}")
     report.check("guest sum in memory", r.memory_value == r.expected,
                  f"guest memory holds {r.memory_value}, expected {r.expected}")
     halt_rip = CODE_ADDR + len(GUEST_CODE)
@@ -300,4 +308,4 @@ def canary(device: str = DEFAULT_DEVICE, *, with_qemu: bool = False, report: Rep
     return report.finish()
 
 
-__all__ = ["canary", "run_guest", "check_guest", "boot_sector", "run_qemu", "FlywheelError"]
+__all__ = ["canary", "run_guest", "check_guest", "boot_sector", "run_qemu"]

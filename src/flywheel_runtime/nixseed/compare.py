@@ -9,9 +9,9 @@ import os
 import stat
 from pathlib import Path
 
-from flywheel_runtime.nixseed.seeding import LOCK_NAME, STAMP_NAME
+from flywheel_runtime.nixseed.seeding import LOCK_NAME, PARTIAL_NAME, STAMP_NAME
 
-IGNORED_TOP = frozenset({STAMP_NAME, LOCK_NAME})
+IGNORED_TOP = frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME})  # the seeder's own bookkeeping
 
 
 def _walk(root: Path, content: bool) -> tuple[dict[str, tuple], list[frozenset[str]]]:

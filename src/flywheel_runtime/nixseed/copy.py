@@ -16,7 +16,7 @@ import errno
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 TMP_PREFIX = ".flywheel-tmp-"
 SMALL = 1 << 16  # files up to this size are copied with one read and one write
@@ -34,14 +34,18 @@ class Stats:
     bytes: int = 0
     skipped: int = 0  # already exact in the target
     removed: int = 0  # stale entries dropped from the target
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class Copier:
     """Copy a source directory tree onto a target directory, exactly."""
 
-    def __init__(self, stats: Stats, *, keep_top: frozenset[str] = frozenset()) -> None:
+    def __init__(self, stats: Stats, *, keep_top: frozenset[str] = frozenset(), trust_meta: bool = False) -> None:
         self.stats = stats
+        # True only when the target was last written by an interrupted seed of this
+        # same source: then equal metadata means an equal file (mtime is set last).
+        # Otherwise (another image, unknown content) equal metadata is confirmed by
+        # comparing bytes: two images can share size, mode and mtime 1 and differ.
+        self.trust_meta = trust_meta
         self.keep_top = keep_top  # target-top-level names we own (stamp, lock)
         self.links: dict[tuple[int, int], tuple[int, str, int]] = {}  # src inode -> (dst dev, dst path, dst ino)
         self.links_lock = threading.Lock()
@@ -105,7 +109,8 @@ class Copier:
         # A name only ever carries the source's mtime once content, owner and
         # mode are final (utime is the last step), so matching metadata means
         # a complete file.  A lone inode must stay lone (no stale hardlink group).
-        if dst is not None and self._same_meta(st, dst) and (key is not None or dst.st_nlink == 1):
+        if dst is not None and self._same_meta(st, dst) and (key is not None or dst.st_nlink == 1) and (
+                self.trust_meta or self._same_bytes(sdir, ddir, name, st.st_size)):
             if key is not None:
                 with self.links_lock:
                     self.links.setdefault(key, (dst.st_dev, rel, dst.st_ino))
@@ -149,6 +154,25 @@ class Copier:
         s = self.stats
         s.files += 1
         s.bytes += st.st_size
+
+    @staticmethod
+    def _same_bytes(sdir: int, ddir: int, name: str, size: int) -> bool:
+        a = os.open(name, _O_FILE, dir_fd=sdir)
+        try:
+            b = os.open(name, _O_FILE, dir_fd=ddir)
+            try:
+                left = size
+                while left > 0:
+                    n = min(left, 1 << 20)
+                    x, y = os.read(a, n), os.read(b, n)
+                    if x != y or not x:
+                        return False
+                    left -= len(x)
+                return os.read(b, 1) == b""
+            finally:
+                os.close(b)
+        finally:
+            os.close(a)
 
     def _hardlink(self, ddir: int, name: str, first: tuple[int, str, int], dst: os.stat_result | None,
                   stale_tmp: bool) -> None:

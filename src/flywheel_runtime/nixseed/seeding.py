@@ -26,6 +26,7 @@ from flywheel_runtime.nixseed.copy import Copier, Stats
 
 STAMP_NAME = ".flywheel-seed.json"
 LOCK_NAME = ".flywheel-seed.lock"
+PARTIAL_NAME = ".flywheel-seed.partial"  # identity of a seed in progress (see Copier.trust_meta)
 STAMP_SCHEMA = "flywheel.tinyland.dev/nix-seed/v1"
 DB_REL = "var/nix/db/db.sqlite"
 
@@ -52,11 +53,19 @@ class SeedReport:
 
 
 def source_identity(source: str | Path) -> str:
-    """A cheap fingerprint of the source store: the Nix database's content
-    (every valid path and its hash is registered there) plus the store's
-    top-level names and the root's metadata.  An image that changes any store
-    path changes the database, so a different image gets a different identity.
-    Sources without a Nix database fall back to a metadata walk."""
+    """A cheap fingerprint of the source store, computed without walking it.
+
+    sha256 over: the bytes of ``var/nix/db/db.sqlite`` (and ``-wal`` if any),
+    the sorted names in ``store/``, and name/mode/mtime of ``/nix``'s top-level
+    entries.  Why that is sound: Nix registers every valid store path in the
+    database with its NAR hash, size and references, so an image that adds,
+    drops or changes any store path changes the database bytes; store path
+    names are content-addressed hashes, so the listing catches paths added
+    without registration.  It does not cover someone editing a file inside a
+    registered path in place (that breaks Nix's own invariants; ``nix-store
+    --verify --check-contents`` is the tool for it).  Cost: one read of the db
+    (a few MB for a large store) plus one directory listing.  Sources without a
+    Nix database fall back to a full metadata walk (sound, not cheap)."""
     src = Path(source)
     h = hashlib.sha256(b"flywheel-nix-seed-identity-v1\0")
     db = src / DB_REL
@@ -144,8 +153,15 @@ def _recopy_db(copier: Copier, src_fd: int, dst_fd: int) -> None:
 
 
 def read_stamp(target: str | Path) -> dict[str, Any] | None:
+    """The completion stamp, or None.  Opened without following a symlink: a
+    link planted at the stamp's name never counts as a seeded volume."""
     try:
-        data = json.loads((Path(target) / STAMP_NAME).read_text())
+        fd = os.open(Path(target) / STAMP_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            raw = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+        data = json.loads(raw)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("schema") == STAMP_SCHEMA else None
@@ -162,15 +178,35 @@ def _write_stamp(dst_fd: int, report: SeedReport) -> None:
     body = json.dumps({"schema": STAMP_SCHEMA, "identity": report.identity, "source": report.source,
                        "seeded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "files": report.files + report.unchanged, "bytes": report.bytes}).encode()
-    tmp = STAMP_NAME + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dst_fd)
+    _write_small(dst_fd, STAMP_NAME, body)
+
+
+def _read_small(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _write_small(dir_fd: int, name: str, body: bytes) -> None:
+    """Write ``name`` in ``dir_fd`` atomically and durably (temp, fsync, rename, fsync dir)."""
+    tmp = name + ".tmp"
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         os.write(fd, body)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, STAMP_NAME, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
-    os.fsync(dst_fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)
 
 
 def _drop_stamp(dst_fd: int) -> None:
@@ -188,6 +224,8 @@ class _Progress:
         self.stats, self.total, self.stream, self.interval = stats, total_bytes, stream, interval
         self.t0 = time.monotonic()
         self.tty = stream.isatty()
+        if self.tty and interval > 0:
+            self.interval = min(interval, 0.5)  # a live bar, not a log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -268,8 +306,14 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
                 report.skipped = True
             else:
                 _drop_stamp(dst_fd)  # never leave a stale stamp over changing content
+                try:
+                    partial = _read_small(dst_fd, PARTIAL_NAME)
+                    _write_small(dst_fd, PARTIAL_NAME, identity.encode())
+                except OSError as exc:
+                    raise _error(exc, f"marking {dst} as being seeded") from None
                 stats = Stats()
-                copier = Copier(stats, keep_top=frozenset({STAMP_NAME, LOCK_NAME}))
+                copier = Copier(stats, keep_top=frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME}),
+                                trust_meta=partial == identity.encode())
                 copier.root_fd = dst_fd
                 total = _nar_total(src)
                 try:
@@ -302,6 +346,7 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
                 report.unchanged, report.removed, report.method = stats.skipped, stats.removed, copier.method
                 try:
                     _write_stamp(dst_fd, report)
+                    os.unlink(PARTIAL_NAME, dir_fd=dst_fd)
                 except OSError as exc:
                     raise _error(exc, "writing the completion stamp") from None
             if chown_work:

@@ -14,18 +14,19 @@ pytestmark = pytest.mark.kvm
 
 
 def test_guest_computes_the_sum_of_a_fresh_input() -> None:
-    a = kvm.run_guest(n=1000)
+    a = kvm.run_guest(n=1000, k=0x5A5A)
     assert a.exits == ("IO", "HLT")
     assert (a.port, a.io_size) == (kvm.RESULT_PORT, 2)
-    assert a.io_value == a.memory_value == (1000 * 1001 // 2) & 0xFFFF
+    assert a.io_value == a.memory_value == ((1000 * 1001 // 2) ^ 0x5A5A) & 0xFFFF
     assert a.rip == kvm.CODE_ADDR + len(kvm.GUEST_CODE)
-    b = kvm.run_guest(n=65535)  # wraps: only a guest that looped 65535 times gets this
+    b = kvm.run_guest(n=65535, k=0)  # wraps: only a guest that looped 65535 times gets this
     assert b.io_value == (65535 * 65536 // 2) & 0xFFFF
 
 
 def test_random_inputs_differ_between_runs() -> None:
-    ns = {kvm.run_guest().n for _ in range(5)}
-    assert len(ns) > 1
+    runs = [kvm.run_guest() for _ in range(5)]
+    assert len({(r.n, r.k) for r in runs}) > 1
+    assert all(r.io_value == r.expected for r in runs)
 
 
 def test_checks_fail_on_a_wrong_value() -> None:

@@ -132,3 +132,28 @@ def test_import_stays_light() -> None:
                          capture_output=True, text=True, check=True)
     for heavy in ("kubernetes", "wgpu", "vulkan", "pynvml", "sqlite3", "hashlib"):
         assert f" {heavy}\n" not in out.stderr and f" {heavy}." not in out.stderr
+
+
+def test_reseed_over_equal_metadata_compares_bytes(tmp_path: Path) -> None:
+    """Two images whose db (or any file) has the same size, mode and mtime 1
+    but other bytes: the re-seed must not trust metadata it did not write."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for root, body in ((one, b"image one db page"), (two, b"image two db page")):
+        (root / "var" / "nix" / "db").mkdir(parents=True)
+        (root / "var" / "nix" / "db" / "db.sqlite").write_bytes(body)
+        os.utime(root / "var" / "nix" / "db" / "db.sqlite", (1, 1))
+    dst = tmp_path / "dst"
+    seed(one, dst, progress_interval=0)
+    seed(two, dst, progress_interval=0)
+    assert (dst / "var/nix/db/db.sqlite").read_bytes() == b"image two db page"
+    assert compare_trees(two, dst) == []
+
+
+def test_progress_has_a_numeric_eta_from_the_nix_database(store: Path, tmp_path: Path) -> None:
+    import io
+    import re
+
+    buf = io.StringIO()
+    seed(store, tmp_path / "nix", progress=buf, progress_interval=0.001)
+    etas = re.findall(r"eta_s=(\S+)", buf.getvalue())
+    assert etas and any(re.fullmatch(r"\d+\.\d", e) for e in etas), buf.getvalue()[:500]
