@@ -19,7 +19,11 @@ fi
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 src=/etc/apt/sources.list.d/debian-backports.sources
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+  # Same archive mirror the machine already uses for bookworm.
+  uri=$(awk '/^URIs:/{u=$2} /^Suites:.*bookworm( |$)/{print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1=="deb" && $3=="bookworm"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || { echo "install-mesa-backports: no bookworm apt source to derive the backports mirror from" >&2; exit 1; }
+  printf '%s\n' "Types: deb" "URIs: $uri" "Suites: bookworm-backports" \
     "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $sudo tee "$src" >/dev/null
 fi
 $sudo apt-get update -qq
