@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument("--rerun-paths", type=int, default=100_000, help="entries in the re-run store (0: skip)")
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-peers", action="store_true", help="only peak RSS and the re-run time")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -132,9 +133,9 @@ def main() -> int:
         results["store"] = {"files": syn.files, "entries": nentries, "hardlinks": syn.hardlinks,
                             "symlinks": syn.symlinks, "bytes": nbytes}
         _warm(src)
-        peers = [p for p in args.peers.split(",") if p]
+        peers = [] if args.no_peers else [p for p in args.peers.split(",") if p]
         times: dict[str, list[float]] = {p: [] for p in peers}
-        for rnd in range(args.rounds + 1):  # round 0 warms every peer, untimed
+        for rnd in range(args.rounds + 1 if peers else 0):  # round 0 warms every peer, untimed
             order = peers[rnd % len(peers):] + peers[:rnd % len(peers)]  # rotate: nobody always goes first
             for p in order:
                 dst = work / "dst" / f"{p.replace(' ', '_').replace('|', '_')}" / "nix"
@@ -152,7 +153,7 @@ def main() -> int:
                     times[p].append(dt)
                     print(f"  round {rnd} {p:10s} {dt:6.2f}s", flush=True)
                 _rmtree(dst.parent)
-        ceiling = statistics.median(_ceiling(work, nbytes) for _ in range(2))
+        ceiling = statistics.median(_ceiling(work, nbytes) for _ in range(3))
         base = statistics.median(times["seed-nix"]) if "seed-nix" in times else None
         print(f"\n{'peer':12s} {'median s':>9s} {'x seed-nix':>10s} {'MB/s':>8s} {'files/s':>9s} exact")
         results["peers"] = {}
@@ -173,7 +174,11 @@ def main() -> int:
             dst = work / "rss" / "nix"
             _rmtree(dst.parent)
             dst.mkdir(parents=True)
-            _dt, kib = _run(PEERS["seed-nix"](s, dst), dst)
+            # Through /usr/bin/time: a child's ru_maxrss from wait4 would include this
+            # (large) bench process's pre-exec image.
+            out = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", *PEERS["seed-nix"](s, dst)],
+                                 capture_output=True, text=True, check=True)
+            kib = int(out.stderr.strip().splitlines()[-1].split("=")[1])
             sb, _ = _store_bytes(s)
             rss[name] = {"store_mb": round(sb / 1e6), "peak_rss_mib": round(kib / 1024, 1)}
             _rmtree(dst.parent)

@@ -76,3 +76,41 @@ def select(pods: list[dict[str, Any]], policy: CleanupPolicy, now: dt.datetime) 
         if age > limit:
             out.append(Action(ns, name, "delete", f"{phase} {int(age)}s ago > {limit}s"))
     return out
+
+
+def runner_namespaces(topo: Any) -> list[str]:
+    """The namespaces the policy covers: every namespace a scale set runs pods in."""
+    return sorted({ss.namespace for ss in topo.scale_sets})
+
+
+def run(cluster: Any, policy: CleanupPolicy, now: dt.datetime, namespaces: list[str], *,
+        apply: bool) -> list[dict[str, Any]]:
+    """List pods, select, and with ``apply`` delete (grace 0 for force-delete).
+
+    A pod already gone (404) counts as done: another cleanup run or ARC got there first.
+    """
+    from kubernetes.client.rest import ApiException
+
+    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+
+    pods: list[dict[str, Any]] = []
+    for ns in namespaces:
+        with api_errors(cluster, f"listing pods in {ns}"):
+            items = cluster.core.list_namespaced_pod(ns, _request_timeout=REQUEST_TIMEOUT_S).items
+        pods += [cluster.to_dict(p) for p in items]
+    out = []
+    for a in select(pods, policy, now):
+        entry = {"namespace": a.namespace, "name": a.name, "kind": a.kind, "why": a.why, "applied": False}
+        if apply:
+            try:
+                with api_errors(cluster, f"deleting pod {a.namespace}/{a.name}", passthrough=(404,)):
+                    cluster.core.delete_namespaced_pod(a.name, a.namespace,
+                                                       grace_period_seconds=a.grace_period_seconds,
+                                                       _request_timeout=REQUEST_TIMEOUT_S)
+                entry["applied"] = True
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                entry["applied"], entry["why"] = True, entry["why"] + " (already gone)"
+        out.append(entry)
+    return out
