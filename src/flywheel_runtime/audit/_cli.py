@@ -93,6 +93,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--offline", action="store_true", help="from the topology only, no cluster")
     p.add_argument("--fail-on-debt", action="store_true",
                    help="exit 1 on global capacity debt or live drift (default: report only)")
+    p.add_argument("--all-namespaces", action="store_true",
+                   help="look for scale sets in every namespace (default: the topology's scale-set namespaces)")
     _common(p, topology=True)
     p.set_defaults(handler=_labels)
 
@@ -193,7 +195,12 @@ def _labels(args: argparse.Namespace) -> int:
     if not args.offline:
         from flywheel_runtime.audit.kube import connect
 
-        live = connect(args.kubeconfig).list_arc("autoscalingrunnersets")
+        cluster = connect(args.kubeconfig)
+        if args.all_namespaces:
+            live = cluster.list_arc("autoscalingrunnersets")
+        else:
+            live = [a for ns in sorted({ss.namespace for ss in topo.scale_sets})
+                    for a in cluster.list_arc("autoscalingrunnersets", ns)]
     report = labels.audit(topo, live)
     _emit(args, report, labels.render_text(report))
     flagged = any(lbl["flags"] for lbl in report["labels"]) or bool(report["unknown_scale_sets"])

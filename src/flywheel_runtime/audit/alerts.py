@@ -42,8 +42,9 @@ def rules(topo: Topology, *, pending_for: str = "15m", at_cap_for: str = "30m") 
         {
             "alert": "ARCControllerDown",
             # The controller exports gha_controller_running_listeners for every
-            # scale set; all of them vanishing means the controller is gone.
-            "expr": f"absent(gha_controller_running_listeners{{{sel}}})",
+            # scale set; all of them vanishing means the controller is gone.  No
+            # namespace matcher: scrape relabelling may rewrite that label.
+            "expr": "absent(gha_controller_running_listeners)",
             "for": "5m",
             "labels": {"severity": "critical"},
             "annotations": {

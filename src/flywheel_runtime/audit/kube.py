@@ -156,8 +156,21 @@ class api_errors:
                                f"{exc.reason}") from exc
         if isinstance(exc, (HTTPError, OSError)):
             raise KubeconfigError(f"cluster {self.cluster.server} unreachable while {self.what}: "
-                                  f"{type(exc).__name__}") from exc
+                                  f"{_why(exc)}") from exc
         return False
+
+
+def _why(exc: BaseException) -> str:
+    """The root cause of a transport failure, short: "Connection refused", "timed out"."""
+    import re
+
+    text = str(getattr(exc, "reason", None) or exc)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")(]+)", text)
+    if m:
+        return m.group(1).strip()
+    if "timed out" in text.lower():
+        return "timed out"
+    return type(getattr(exc, "reason", None) or exc).__name__
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, check: bool = True) -> Cluster:

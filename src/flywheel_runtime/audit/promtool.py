@@ -72,3 +72,15 @@ def check_rules(rule_file_text: str, promtool: Path) -> CheckResult:
     finally:
         os.unlink(path)
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+
+
+def test_rules(rule_file_text: str, test_file_text: str, promtool: Path) -> CheckResult:
+    """``promtool test rules``: evaluate the rules over synthetic series.
+
+    The test file must name the rule file as ``rules.yaml`` in ``rule_files``.
+    """
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "rules.yaml").write_text(rule_file_text)
+        (Path(d) / "test.yaml").write_text(test_file_text)
+        proc = subprocess.run([str(promtool), "test", "rules", "test.yaml"], capture_output=True, text=True, cwd=d)
+    return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())

@@ -109,6 +109,18 @@ def scale_set_min_runners(ss: ScaleSet, now: dt.datetime) -> int:
     return fired.min_runners if fired else ss.min_runners
 
 
+def _get(custom_api: Any, ss: ScaleSet) -> dict[str, Any]:
+    try:
+        return custom_api.get_namespaced_custom_object(ARC_GROUP, ARC_VERSION, ss.namespace, ARC_PLURAL, ss.name)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            from flywheel_runtime.errors import ClusterError
+
+            raise ClusterError(f"AutoscalingRunnerSet {ss.namespace}/{ss.name} not found: install the scale set "
+                               "before its warm pool runs") from exc
+        raise
+
+
 def reconcile(custom_api: Any, topo: Topology, now: dt.datetime, *, apply: bool = True,
               only: str | None = None) -> list[dict[str, Any]]:
     """Patch each warm-pool AutoscalingRunnerSet's spec.minRunners to the schedule's value."""
@@ -117,7 +129,7 @@ def reconcile(custom_api: Any, topo: Topology, now: dt.datetime, *, apply: bool 
         if ss.warm_pool is None or (only and ss.name != only):
             continue
         want = scale_set_min_runners(ss, now)
-        obj = custom_api.get_namespaced_custom_object(ARC_GROUP, ARC_VERSION, ss.namespace, ARC_PLURAL, ss.name)
+        obj = _get(custom_api, ss)
         have = (obj.get("spec") or {}).get("minRunners")
         change = {"scale_set": ss.name, "namespace": ss.namespace, "from": have, "to": want, "applied": False}
         if have != want and apply:

@@ -26,9 +26,10 @@ def _started(args: argparse.Namespace) -> int:
     from flywheel_runtime.hooks.jobhooks import job_started
 
     doc = job_started(root=args.root)
-    kvm = "kvm" if doc["kvm"]["usable"] else "no kvm"
-    dri = f"{len(doc['dri']['devices'])} dri node(s)"
-    print(f"flywheel: hints published ({kvm}, {dri})", file=sys.stderr)
+    kvm = f"kvm API {doc['kvm']['api_version']}" if doc["kvm"]["usable"] else "no kvm"
+    dri = sum(1 for d in doc["dri"]["devices"] if d["accessible"])
+    print(f"flywheel: hints published ({kvm}, {dri} usable dri node(s), "
+          f"{'nvidia' if doc['nvidia']['present'] else 'no nvidia'})", file=sys.stderr)
     return 0
 
 
@@ -38,8 +39,14 @@ def _completed(args: argparse.Namespace) -> int:
     from flywheel_runtime.hooks.jobhooks import job_completed
 
     out = job_completed()
-    if out["duration_s"] is not None:
-        print(f"flywheel: job ran {out['duration_s']:.1f}s", file=sys.stderr)
+    parts = [f"job ran {out['duration_s']:.1f}s" if out["duration_s"] is not None else "job start not recorded"]
+    ws = out["workspace"]
+    if ws:
+        parts.append(f"workspace cleaned ({ws['removed']} entries"
+                     + (f"; left other filesystems: {', '.join(ws['skipped'])}" if ws["skipped"] else "") + ")")
+    else:
+        parts.append(f"workspace policy {out['policy']}: nothing removed")
+    print("flywheel: " + ", ".join(parts), file=sys.stderr)
     return 0
 
 

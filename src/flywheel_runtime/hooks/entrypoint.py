@@ -1,45 +1,100 @@
-"""The runner pod's entrypoint: seed /nix when the pod asks, write the hints
-file atomically, then exec the runner (signals reach it; its exit code is the
-pod's)."""
+"""The runner image's entrypoint: ``flywheel-runtime entrypoint -- CMD ...``.
+
+1. Seed /nix when the pod asks for it (FLYWHEEL_SEED_NIX_SOURCE and
+   FLYWHEEL_SEED_NIX_TARGET, through :func:`flywheel_runtime.nixseed.seed`);
+   a failed seed fails the pod: a lane that asked for a seeded store must not
+   run jobs on half of one.
+2. Write the hints file atomically (FLYWHEEL_HINTS_FILE, default
+   /run/flywheel/hints.json, else $RUNNER_TEMP or the temp dir when /run is
+   not writable; temp file + fsync + rename, so a reader sees the old file or
+   the new one) and export its path as FLYWHEEL_HINTS_FILE.  Failing to write
+   it only warns: the job-started hook probes again.
+3. ``os.execvpe`` CMD: it replaces this process, so the kubelet's SIGTERM
+   reaches the runner directly and the runner's exit code is the pod's.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from flywheel_runtime.errors import ExitCode, FlywheelError
+from flywheel_runtime.errors import FlywheelError
 
 DEFAULT_HINTS_FILE = "/run/flywheel/hints.json"
+EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126  # the shell's codes: what a pod's status shows elsewhere
 
 
-def write_hints(path: Path, doc: dict) -> None:
+def write_hints(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)  # readers see the old file or the new one, never half
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # jobs run as another uid may read it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def hints_paths(env: dict[str, str]) -> list[Path]:
+    """Where to try writing the hints file, in order."""
+    if env.get("FLYWHEEL_HINTS_FILE"):
+        return [Path(env["FLYWHEEL_HINTS_FILE"])]
+    fallback = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "flywheel-hints.json"
+    return [Path(DEFAULT_HINTS_FILE), fallback]
+
+
+def seed_if_asked(env: dict[str, str]) -> None:
+    src, dst = env.get("FLYWHEEL_SEED_NIX_SOURCE"), env.get("FLYWHEEL_SEED_NIX_TARGET")
+    if not (src or dst):
+        return
+    if not (src and dst):
+        raise FlywheelError("entrypoint: FLYWHEEL_SEED_NIX_SOURCE and FLYWHEEL_SEED_NIX_TARGET must be set together")
+    from flywheel_runtime.nixseed import seed
+
+    report = seed(src, dst)
+    what = "unchanged" if report.skipped else f"{report.files} files copied"
+    print(f"flywheel: {dst} seeded from {src} ({what}) in {report.seconds:.2f}s", file=sys.stderr, flush=True)
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Seed, write hints, exec ``cmd``; returns only when exec failed (it raises then)."""
     env = dict(os.environ if env is None else env)
     if not cmd:
-        raise FlywheelError("entrypoint needs a command after --", exit_code=ExitCode.USAGE)
-    src, dst = env.get("FLYWHEEL_SEED_NIX_SOURCE"), env.get("FLYWHEEL_SEED_NIX_TARGET")
-    if src and dst:
-        from flywheel_runtime.nixseed import seed
-
-        report = seed(src, dst)
-        print(f"flywheel: /nix seeded ({'unchanged' if report.skipped else f'{report.files} files'}) "
-              f"in {report.seconds:.2f}s", file=sys.stderr, flush=True)
+        raise FlywheelError("entrypoint needs a command after --, e.g. entrypoint -- /home/runner/run.sh",
+                            exit_code=2)  # type: ignore[arg-type]
+    seed_if_asked(env)
     from flywheel_runtime.probe import collect
 
-    root = env.get("FLYWHEEL_ROOT") or "/"
-    write_hints(Path(env.get("FLYWHEEL_HINTS_FILE") or DEFAULT_HINTS_FILE), collect(root, environ=env))
+    doc = collect(env.get("FLYWHEEL_ROOT") or "/", environ=env)
+    errors = []
+    for path in hints_paths(env):
+        try:
+            write_hints(path, doc)
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror}")
+            continue
+        env["FLYWHEEL_HINTS_FILE"] = str(path)
+        break
+    else:
+        print(f"flywheel: hints file not written ({'; '.join(errors)}); continuing", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execvpe(cmd[0], cmd, env)
     except FileNotFoundError:
-        raise FlywheelError(f"entrypoint: command not found: {cmd[0]}", exit_code=127) from None  # type: ignore[arg-type]
+        raise FlywheelError(f"entrypoint: command not found: {cmd[0]}",
+                            exit_code=EXIT_NOT_FOUND) from None  # type: ignore[arg-type]
+    except PermissionError:
+        raise FlywheelError(f"entrypoint: command not executable: {cmd[0]}",
+                            exit_code=EXIT_NOT_EXECUTABLE) from None  # type: ignore[arg-type]
     return 0  # pragma: no cover - exec does not return

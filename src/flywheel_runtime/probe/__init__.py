@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCHEMA", "collect", "to_env", "to_markdown"]
+__all__ = ["SCHEMA", "SCHEMA_FILE", "collect", "env_pairs", "to_env", "to_markdown", "probe_nix", "probe_runner"]
 
 
 def __getattr__(name: str) -> Any:

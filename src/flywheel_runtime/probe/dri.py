@@ -1,18 +1,32 @@
-"""/dev/dri cards and render nodes, described from sysfs."""
+"""/dev/dri cards and render nodes, described from sysfs.
+
+The GPU lane passes the host's /dev/dri through (no device plugin), so what a
+job can use is exactly what this finds: each node's PCI identity from
+/sys/class/drm/<name>/device, its kernel driver, and whether this process may
+open it read-write.
+"""
 
 from __future__ import annotations
 
-import grp
+import errno
 import os
 import re
 import stat
 from pathlib import Path
 from typing import Any
 
+from flywheel_runtime.probe._access import access_via, group_name
+
+# PCI vendor ids (lower-case, as sysfs writes them) of the GPUs a runner may meet.
 VENDORS = {
     "0x10de": "NVIDIA", "0x1002": "AMD", "0x1022": "AMD", "0x8086": "Intel", "0x1af4": "virtio",
-    "0x1234": "QEMU", "0x15ad": "VMware", "0x1a03": "ASPEED", "0x5143": "Qualcomm", "0x13b5": "ARM",
+    "0x1234": "QEMU/bochs", "0x15ad": "VMware", "0x1a03": "ASPEED", "0x1b36": "Red Hat (QXL)",
+    "0x102b": "Matrox", "0x5143": "Qualcomm", "0x13b5": "ARM", "0x1d17": "Zhaoxin", "0x1ed5": "Moore Threads",
 }
+NODE_RE = re.compile(r"(card|renderD)(\d+)")
+# A node with no driver behind it (a captured tree, an unbound device) opens
+# with these: the permission is there, the hardware is not.
+NO_DRIVER_ERRNOS = (errno.ENXIO, errno.ENODEV)
 
 
 def _read(p: Path) -> str | None:
@@ -22,76 +36,74 @@ def _read(p: Path) -> str | None:
         return None
 
 
-def _open_check(path: Path) -> tuple[bool, str | None]:
-    """(permission to open read-write, error of a real open attempt).
-
-    Permission is what a job needs from the pod; a node with no driver behind
-    it (ENXIO/ENODEV, e.g. a captured tree) is reported, not confused with it."""
-    allowed = os.access(path, os.R_OK | os.W_OK)
+def _link_name(p: Path) -> str | None:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+        return os.path.basename(os.readlink(p).rstrip("/"))
+    except OSError:
+        return None
+
+
+def _open_check(path: Path) -> tuple[bool, str | None]:
+    """(may this process open it read-write, the error of the real attempt)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
-        return allowed and exc.errno not in (13, 1), exc.strerror
+        return exc.errno in NO_DRIVER_ERRNOS and os.access(path, os.R_OK | os.W_OK), exc.strerror
     os.close(fd)
     return True, None
 
 
-def probe_dri(root: str | Path = "/") -> dict[str, Any]:
-    r = Path(root)
-    ddir = r / "dev" / "dri"
-    devices: list[dict[str, Any]] = []
+def describe(root: Path, name: str) -> dict[str, Any] | None:
+    """One /dev/dri node, or None when it vanished or is not a DRM node name."""
+    m = NODE_RE.fullmatch(name)
+    if not m:
+        return None
+    path = root / "dev" / "dri" / name
     try:
-        names = sorted(os.listdir(ddir))
+        st = os.stat(path)
+    except OSError:
+        return None
+    sysdev = root / "sys" / "class" / "drm" / name / "device"
+    vendor_id, device_id = _read(sysdev / "vendor"), _read(sysdev / "device")
+    slot = None
+    for line in (_read(sysdev / "uevent") or "").splitlines():
+        if line.startswith("PCI_SLOT_NAME="):
+            slot = line.split("=", 1)[1]
+    if slot is None:  # non-PCI (platform) devices have no PCI_SLOT_NAME: the device dir names it
+        slot = os.path.basename(os.path.realpath(sysdev)) if sysdev.exists() else None
+    boot_vga = _read(sysdev / "boot_vga")
+    is_chr = stat.S_ISCHR(st.st_mode)
+    dev: dict[str, Any] = {
+        "path": f"/dev/dri/{name}",
+        "kind": "card" if m.group(1) == "card" else "render",
+        "char_device": is_chr,
+        "device_number": f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if is_chr else None,
+        "vendor_id": vendor_id,
+        "device_id": device_id,
+        "vendor": VENDORS.get(vendor_id.lower(), "unknown") if vendor_id else None,
+        "driver": _link_name(sysdev / "driver"),
+        "pci_slot": slot,
+        "boot_vga": boot_vga == "1" if boot_vga is not None else None,
+        "group": group_name(st.st_gid),
+        "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+        "access_via": access_via(st),
+        "accessible": False,
+        "open_error": "not a character device" if not is_chr else None,
+    }
+    if is_chr:
+        dev["accessible"], dev["open_error"] = _open_check(path)
+    return dev
+
+
+def probe_dri(root: str | Path = "/") -> dict[str, Any]:
+    """Every card*/renderD* under ``root``/dev/dri, sorted by name."""
+    r = Path(root)
+    try:
+        names = sorted(os.listdir(r / "dev" / "dri"))
     except FileNotFoundError:
         return {"present": False, "devices": [], "reason": "/dev/dri does not exist"}
     except OSError as exc:
         return {"present": False, "devices": [], "reason": f"cannot list /dev/dri: {exc.strerror}"}
-    for name in names:
-        m = re.fullmatch(r"(card|renderD)(\d+)", name)
-        if not m:
-            continue
-        path = ddir / name
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        sysdev = r / "sys" / "class" / "drm" / name / "device"
-        vendor_id, device_id = _read(sysdev / "vendor"), _read(sysdev / "device")
-        driver = None
-        try:
-            driver = os.path.basename(os.readlink(sysdev / "driver"))
-        except OSError:
-            pass
-        slot = None
-        uevent = _read(sysdev / "uevent") or ""
-        for line in uevent.splitlines():
-            if line.startswith("PCI_SLOT_NAME="):
-                slot = line.split("=", 1)[1]
-        if slot is None:
-            try:
-                slot = os.path.basename(os.readlink(sysdev))
-            except OSError:
-                pass
-        boot_vga = _read(sysdev / "boot_vga")
-        try:
-            group = grp.getgrgid(st.st_gid).gr_name
-        except KeyError:
-            group = str(st.st_gid)
-        devices.append({
-            "path": f"/dev/dri/{name}",
-            "kind": "card" if m.group(1) == "card" else "render",
-            "char_device": stat.S_ISCHR(st.st_mode),
-            "vendor_id": vendor_id,
-            "device_id": device_id,
-            "vendor": VENDORS.get(vendor_id or "", "unknown") if vendor_id else None,
-            "driver": driver,
-            "pci_slot": slot,
-            "boot_vga": boot_vga == "1" if boot_vga is not None else None,
-            "group": group,
-            "accessible": False,
-            "open_error": None,
-        })
-        if stat.S_ISCHR(st.st_mode):
-            devices[-1]["accessible"], devices[-1]["open_error"] = _open_check(path)
+    devices = [d for d in (describe(r, n) for n in names) if d is not None]
     return {"present": bool(devices), "devices": devices,
             "reason": None if devices else "/dev/dri has no card or render nodes"}

@@ -1,4 +1,10 @@
-"""The runtime hints document a job sees before its first step."""
+"""The runtime hints document a job sees before its first step.
+
+One schema-versioned JSON document (``hints.schema.json`` beside this file),
+rendered three ways: JSON, ``env`` (FLYWHEEL_* lines a job can append to
+GITHUB_ENV) and ``markdown`` (a job-summary table).  Nothing here imports
+YAML, NVML or Vulkan unless asked: this runs before every job.
+"""
 
 from __future__ import annotations
 
@@ -13,84 +19,142 @@ from flywheel_runtime.probe.kvm import probe_kvm
 from flywheel_runtime.probe.vulkan import probe_vulkan
 
 SCHEMA = "flywheel.tinyland.dev/hints/v1"
-STAMP_NAME = ".flywheel-seed.json"  # written by flywheel_runtime.nixseed
+SCHEMA_FILE = Path(__file__).with_name("hints.schema.json")
+# Written by flywheel_runtime.nixseed into the seeded /nix; read here without
+# importing the seeder (its format may move on: unknown formats are reported).
+STAMP_NAME = ".flywheel-seed.json"
+PARTIAL_NAME = ".flywheel-seed.partial"
+KNOWN_STAMP_SCHEMAS = ("flywheel.tinyland.dev/nix-seed/v1",)
+# The pod's identity, set by the rendered runner pod (topology.render).
+RUNNER_ENV = {"runner_class": "FLYWHEEL_RUNNER_CLASS", "scale_set": "FLYWHEEL_SCALE_SET",
+              "overlay": "FLYWHEEL_OVERLAY", "node": "FLYWHEEL_NODE_NAME"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,:/+=@-]")
 
 
-def _nix(root: str | Path) -> dict[str, Any]:
-    nix = Path(root) / "nix"
-    out: dict[str, Any] = {"store_present": (nix / "store").is_dir(), "seeded_from": None, "seeded_at": None}
+def _read_stamp(path: Path) -> tuple[str, dict[str, Any] | None]:
     try:
-        stamp = json.loads((nix / STAMP_NAME).read_text())
-        out["seeded_from"], out["seeded_at"] = stamp.get("identity"), stamp.get("seeded_at")
-    except (OSError, ValueError, AttributeError):
-        pass
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "absent", None
+    except OSError:
+        return "unreadable", None
+    try:
+        raw = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return "unreadable", None
+    if not isinstance(data, dict) or data.get("schema") not in KNOWN_STAMP_SCHEMAS:
+        return "unknown-format", None
+    return "seeded", data
+
+
+def probe_nix(root: str | Path = "/") -> dict[str, Any]:
+    """The store, and which image it was seeded from (the seeder's stamp)."""
+    nix = Path(root) / "nix"
+    state, stamp = _read_stamp(nix / STAMP_NAME)
+    if state == "absent" and (nix / PARTIAL_NAME).exists():
+        state = "partial"  # a seed was interrupted; the next seed-nix finishes it
+    out: dict[str, Any] = {"store_present": (nix / "store").is_dir(), "seed_state": state, "seeded_from": None,
+                           "seeded_at": None, "seed_source": None}
+    if stamp:
+        for key, field in (("seeded_from", "identity"), ("seeded_at", "seeded_at"), ("seed_source", "source")):
+            value = stamp.get(field)
+            out[key] = value if isinstance(value, str) else None
     return out
 
 
-def _runner(environ: dict[str, str]) -> dict[str, Any]:
-    return {"runner_class": environ.get("FLYWHEEL_RUNNER_CLASS"), "scale_set": environ.get("FLYWHEEL_SCALE_SET"),
-            "overlay": environ.get("FLYWHEEL_OVERLAY"), "node": environ.get("FLYWHEEL_NODE_NAME")}
+def probe_runner(environ: dict[str, str]) -> dict[str, Any]:
+    return {key: environ.get(var) or None for key, var in RUNNER_ENV.items()}
 
 
 def collect(root: str | Path = "/", *, deep: bool = False, environ: dict[str, str] | None = None,
             nvidia: bool = True) -> dict[str, Any]:
+    """Probe everything under ``root``; ``environ`` (default os.environ) names the pod."""
     env = dict(os.environ if environ is None else environ)
     doc: dict[str, Any] = {"schema": SCHEMA, "root": str(root)}
     doc["kvm"] = probe_kvm(root)
     doc["dri"] = probe_dri(root)
-    if nvidia and str(root) == "/":
+    if nvidia:
         from flywheel_runtime.probe.nvidia import probe_nvidia
 
-        doc["nvidia"] = probe_nvidia()
+        doc["nvidia"] = probe_nvidia(root)
     else:
-        doc["nvidia"] = {"present": False, "driver_version": None, "cuda_version": None, "gpus": [],
-                         "reason": "NVML is not consulted under --root (it reads the live driver)"}
-    doc["vulkan"] = probe_vulkan(root, deep=deep)
-    doc["nix"] = _nix(root)
-    doc["runner"] = _runner(env)
+        doc["nvidia"] = {"present": False, "driver_version": None, "cuda_version": None, "kernel_module": None,
+                         "gpus": [], "reason": "NVML not consulted (disabled by the caller)", "error": None}
+    doc["vulkan"] = probe_vulkan(root, deep=deep, environ=env)
+    doc["nix"] = probe_nix(root)
+    doc["runner"] = probe_runner(env)
     return doc
 
 
-def to_env(doc: dict[str, Any]) -> str:
-    """FLYWHEEL_* lines for GITHUB_ENV (values are single-line, shell-safe)."""
+def env_pairs(doc: dict[str, Any]) -> dict[str, str]:
+    """The FLYWHEEL_* variables a job gets (names stable: workflows test them)."""
     kvm, dri, nv, vk, nix, runner = (doc[k] for k in ("kvm", "dri", "nvidia", "vulkan", "nix", "runner"))
-    renders = [d["path"] for d in dri["devices"] if d["kind"] == "render" and d["accessible"]]
-    pairs = {
+    usable = [d for d in dri["devices"] if d["accessible"]]
+    devices = vk["devices"] if isinstance(vk.get("devices"), list) else []
+    return {
         "FLYWHEEL_HINTS_SCHEMA": doc["schema"],
         "FLYWHEEL_KVM": "1" if kvm["usable"] else "0",
         "FLYWHEEL_KVM_API_VERSION": str(kvm["api_version"] or ""),
-        "FLYWHEEL_DRI": "1" if any(d["accessible"] for d in dri["devices"]) else "0",
-        "FLYWHEEL_DRI_RENDER_NODES": ",".join(renders),
+        "FLYWHEEL_DRI": "1" if usable else "0",
+        "FLYWHEEL_DRI_CARDS": ",".join(d["path"] for d in usable if d["kind"] == "card"),
+        "FLYWHEEL_DRI_RENDER_NODES": ",".join(d["path"] for d in usable if d["kind"] == "render"),
+        "FLYWHEEL_DRI_VENDORS": ",".join(dict.fromkeys(d["vendor"] for d in usable if d["vendor"])),
         "FLYWHEEL_NVIDIA": "1" if nv["present"] else "0",
         "FLYWHEEL_NVIDIA_DRIVER": nv.get("driver_version") or "",
+        "FLYWHEEL_NVIDIA_GPUS": str(len(nv["gpus"])),
         "FLYWHEEL_VULKAN_LOADER": "1" if vk["loader"] else "0",
         "FLYWHEEL_VULKAN_ICDS": str(len(vk["icds"])),
+        "FLYWHEEL_VULKAN_DEVICE_TYPES": ",".join(d["type"] for d in devices),
         "FLYWHEEL_NIX_STORE": "1" if nix["store_present"] else "0",
         "FLYWHEEL_NIX_SEEDED_FROM": nix["seeded_from"] or "",
         "FLYWHEEL_RUNNER_CLASS": runner["runner_class"] or "",
+        "FLYWHEEL_SCALE_SET": runner["scale_set"] or "",
         "FLYWHEEL_NODE": runner["node"] or "",
     }
-    return "".join(f"{k}={re.sub(r'[^A-Za-z0-9_.,:/+=@-]', '_', v)}\n" for k, v in pairs.items())
+
+
+def to_env(doc: dict[str, Any]) -> str:
+    """KEY=value lines for GITHUB_ENV: one line each, no quoting needed in a shell."""
+    return "".join(f"{k}={_UNSAFE.sub('_', v)}\n" for k, v in env_pairs(doc).items())
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
+    """A short job-summary table."""
     kvm, dri, nv, vk, nix, runner = (doc[k] for k in ("kvm", "dri", "nvidia", "vulkan", "nix", "runner"))
     yes = {True: "yes", False: "no", None: "-"}
+    if kvm["usable"]:
+        kvm_cell = f"yes (API {kvm['api_version']}, via {kvm['access_via']})"
+    else:
+        kvm_cell = f"no — {kvm['reason']}"
+    dri_cell = ", ".join(f"{d['path']} {d['vendor'] or '?'} {d['driver'] or ''}".strip()
+                         + ("" if d["accessible"] else " (no access)") for d in dri["devices"])
+    if nv["present"]:
+        nv_cell = ", ".join(g["name"] for g in nv["gpus"]) + f" (driver {nv['driver_version']}, CUDA {nv['cuda_version']})"
+    else:
+        nv_cell = f"no — {nv['reason']}"
+    vk_cell = f"loader {yes[bool(vk['loader'])]}, {len(vk['icds'])} ICD(s)"
+    if isinstance(vk.get("devices"), list):
+        vk_cell += ", devices: " + (", ".join(f"{d['name']} ({d['type']})" for d in vk["devices"]) or "none")
+    nix_cell = f"store {yes[nix['store_present']]}, seed {nix['seed_state']}"
+    if nix["seeded_from"]:
+        nix_cell += f" from {nix['seeded_from'][:19]}"
     rows = [
         ("Runner class", f"{runner['runner_class'] or '-'} (scale set {runner['scale_set'] or '-'}, "
                          f"node {runner['node'] or '-'})"),
-        ("KVM", f"{yes[kvm['usable']]}" + (f" (API {kvm['api_version']})" if kvm["usable"] else
-                                          f" — {kvm['reason']}")),
-        ("DRI", ", ".join(f"{d['path']} {d['vendor'] or '?'} {d['driver'] or ''}".strip() for d in dri["devices"])
-         or f"no — {dri['reason']}"),
-        ("NVIDIA", ", ".join(g["name"] for g in nv["gpus"]) + f" (driver {nv['driver_version']})" if nv["present"]
-         else f"no — {nv['reason']}"),
-        ("Vulkan", f"loader {'yes' if vk['loader'] else 'no'}, {len(vk['icds'])} ICD(s)"
-                   + (", devices: " + ", ".join(f"{d['name']} ({d['type']})" for d in vk["devices"])
-                      if isinstance(vk.get("devices"), list) else "")),
-        ("Nix", f"store {'yes' if nix['store_present'] else 'no'}"
-                + (f", seeded from {nix['seeded_from'][:19]}" if nix["seeded_from"] else "")),
+        ("KVM", kvm_cell),
+        ("DRI", dri_cell or f"no — {dri['reason']}"),
+        ("NVIDIA", nv_cell),
+        ("Vulkan", vk_cell),
+        ("Nix", nix_cell),
     ]
     out = ["### flywheel runtime hints", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]
+    out += [f"| {k} | {_cell(v)} |" for k, v in rows]
     return "\n".join(out) + "\n"

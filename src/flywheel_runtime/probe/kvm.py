@@ -3,37 +3,49 @@
 kvm-ok and virt-host-validate look at vmx/svm CPU flags first; a nested guest
 can have a working /dev/kvm without them (these machines do), so flags are
 reported, never used to reject.  Only the ioctls decide ``usable``.
+
+Under a ``root`` other than ``/`` the node is whatever the tree holds: a
+regular file (a captured tree) cannot answer ioctls and is reported as such; a
+node mknod'ed 10:232 *is* the host's KVM device wherever the filesystem allows
+device nodes, so it is probed for real, never assumed.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import grp
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from flywheel_runtime.probe._access import access_via, group_name
+
+# ioctl numbers: _IO(KVMIO=0xAE, nr) from linux/kvm.h.
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
 KVM_CHECK_EXTENSION = 0xAE03
 KVM_GET_VCPU_MMAP_SIZE = 0xAE04
-KVM_MAJOR, KVM_MINOR = 10, 232
-# Capabilities worth knowing before scheduling a VM job (linux/kvm.h numbers).
+KVM_API_VERSION = 12  # fixed since Linux 2.6.22
+KVM_MAJOR, KVM_MINOR = 10, 232  # misc device, minor KVM_MINOR in linux/miscdevice.h
+# Capabilities a VM job leans on; numbers checked against linux/kvm.h
+# (KVM_CAP_IRQCHIP 0 ... KVM_CAP_IMMEDIATE_EXIT 136).
 CAPABILITIES = {
     "irqchip": 0, "hlt": 1, "user_memory": 3, "set_tss_addr": 4, "ext_cpuid": 7, "nr_vcpus": 9,
-    "nr_memslots": 10, "pit2": 33, "max_vcpus": 66, "immediate_exit": 136,
+    "nr_memslots": 10, "sync_mmu": 16, "irqfd": 32, "pit2": 33, "ioeventfd": 36, "max_vcpus": 66,
+    "immediate_exit": 136,
 }
+NESTED_PARAMS = ("kvm_intel", "kvm_amd")  # kvm_intel reads Y/N, kvm_amd 1/0
 
 
-def _root(root: str | Path, path: str) -> Path:
+def _rooted(root: str | Path, path: str) -> Path:
     return Path(root) / path.lstrip("/")
 
 
 def cpu_flags(root: str | Path = "/") -> list[str]:
+    """The virtualisation-related CPU flags (reported only: never a reason to reject)."""
     try:
-        text = _root(root, "/proc/cpuinfo").read_text()
+        text = _rooted(root, "/proc/cpuinfo").read_text()
     except OSError:
         return []
     for line in text.splitlines():
@@ -44,22 +56,23 @@ def cpu_flags(root: str | Path = "/") -> list[str]:
 
 
 def nested(root: str | Path = "/") -> dict[str, Any]:
-    for mod in ("kvm_intel", "kvm_amd"):
-        p = _root(root, f"/sys/module/{mod}/parameters/nested")
+    """Nested virtualisation as the loaded vendor module reports it."""
+    for mod in NESTED_PARAMS:
         try:
-            raw = p.read_text().strip()
+            raw = _rooted(root, f"/sys/module/{mod}/parameters/nested").read_text().strip()
         except OSError:
             continue
-        return {"module": mod, "value": raw, "enabled": raw in ("Y", "1")}
+        return {"module": mod, "value": raw, "enabled": raw in ("Y", "y", "1")}
     return {"module": None, "value": None, "enabled": None}
 
 
 def probe_kvm(root: str | Path = "/") -> dict[str, Any]:
-    path = _root(root, "/dev/kvm")
+    """Describe /dev/kvm under ``root``; ``usable`` only when the ioctls answered."""
+    path = _rooted(root, "/dev/kvm")
     out: dict[str, Any] = {"path": "/dev/kvm", "present": False, "usable": False, "api_version": None,
                            "reason": None, "char_device": None, "device_number": None, "group": None,
-                           "accessible": False, "capabilities": {}, "nested": nested(root),
-                           "cpu_flags": cpu_flags(root)}
+                           "mode": None, "access_via": None, "accessible": False, "capabilities": {},
+                           "vcpu_mmap_size": None, "nested": nested(root), "cpu_flags": cpu_flags(root)}
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -70,44 +83,60 @@ def probe_kvm(root: str | Path = "/") -> dict[str, Any]:
         return out
     out["present"] = True
     out["char_device"] = stat.S_ISCHR(st.st_mode)
-    out["device_number"] = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if out["char_device"] else None
-    try:
-        out["group"] = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        out["group"] = str(st.st_gid)
-    if not out["char_device"] or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (KVM_MAJOR, KVM_MINOR):
-        out["reason"] = f"/dev/kvm is not the KVM character device {KVM_MAJOR}:{KVM_MINOR}"
+    out["group"] = group_name(st.st_gid)
+    out["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
+    out["access_via"] = access_via(st)
+    if not out["char_device"]:
+        kind = "a regular file" if stat.S_ISREG(st.st_mode) else "not a device"
+        out["reason"] = (f"/dev/kvm is {kind}, not the KVM character device {KVM_MAJOR}:{KVM_MINOR} "
+                         "(a captured tree cannot answer KVM ioctls)")
+        return out
+    out["device_number"] = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    if (os.major(st.st_rdev), os.minor(st.st_rdev)) != (KVM_MAJOR, KVM_MINOR):
+        out["reason"] = (f"/dev/kvm is character device {out['device_number']}, "
+                         f"not the KVM character device {KVM_MAJOR}:{KVM_MINOR}")
         return out
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
-        out["reason"] = (f"/dev/kvm is not openable read-write by uid {os.geteuid()} "
-                         f"(owner group {out['group']}): {exc.strerror}")
+        hint = ""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            hint = f" (mode {out['mode']} owner group {out['group']}: add the runner to that group or run as root)"
+        out["reason"] = f"/dev/kvm is not openable read-write by uid {os.geteuid()}: {exc.strerror}{hint}"
         return out
     out["accessible"] = True
     try:
-        try:
-            version = fcntl.ioctl(fd, KVM_GET_API_VERSION, 0)
-        except OSError as exc:
-            out["reason"] = f"KVM_GET_API_VERSION failed: {exc.strerror}"
-            return out
-        out["api_version"] = version
-        if version != 12:
-            out["reason"] = f"KVM API version {version}, expected 12"
-            return out
-        for name, cap in CAPABILITIES.items():
-            try:
-                out["capabilities"][name] = fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap)
-            except OSError:
-                out["capabilities"][name] = None
-        try:
-            vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
-        except OSError as exc:
-            hint = " (is another hypervisor holding VT-x?)" if exc.errno == errno.EBUSY else ""
-            out["reason"] = f"KVM_CREATE_VM failed: {exc.strerror}{hint}"
-            return out
-        os.close(vm)
-        out["usable"] = True
-        return out
+        return _ioctls(fd, out)
     finally:
         os.close(fd)
+
+
+def _ioctls(fd: int, out: dict[str, Any]) -> dict[str, Any]:
+    try:
+        version = fcntl.ioctl(fd, KVM_GET_API_VERSION, 0)
+    except OSError as exc:
+        # ENOTTY: the node opened but no KVM driver answers (e.g. mknod'ed on a host without kvm.ko)
+        out["reason"] = f"KVM_GET_API_VERSION failed: {exc.strerror}"
+        return out
+    out["api_version"] = version
+    if version != KVM_API_VERSION:
+        out["reason"] = f"KVM API version {version}, expected {KVM_API_VERSION}"
+        return out
+    for name, cap in CAPABILITIES.items():
+        try:
+            out["capabilities"][name] = fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap)
+        except OSError:
+            out["capabilities"][name] = None
+    try:
+        out["vcpu_mmap_size"] = fcntl.ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0)
+    except OSError:
+        pass
+    try:
+        vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+    except OSError as exc:
+        hint = " (is another hypervisor holding VT-x/AMD-V?)" if exc.errno == errno.EBUSY else ""
+        out["reason"] = f"KVM_CREATE_VM failed: {exc.strerror}{hint}"
+        return out
+    os.close(vm)  # a VM fd pins kernel memory: never keep it
+    out["usable"] = True
+    return out

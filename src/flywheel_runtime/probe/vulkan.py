@@ -1,4 +1,12 @@
-"""Vulkan: the loader, ICD manifests, and (deep) the physical devices."""
+"""Vulkan: the loader, ICD manifests, and (deep) the physical devices.
+
+Manifests are found the way the Khronos loader finds them on Linux:
+VK_DRIVER_FILES (or the older VK_ICD_FILENAMES) replaces the search, each
+entry a manifest or a directory of them; VK_ADD_DRIVER_FILES is searched
+first, then $XDG_CONFIG_HOME, $XDG_CONFIG_DIRS (/etc/xdg), /etc,
+$XDG_DATA_HOME, $XDG_DATA_DIRS (/usr/local/share:/usr/share), each with
+``vulkan/icd.d``.  Only ``--deep`` loads a driver.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/local/lib")
-ICD_DIRS = ("/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d", "/usr/share/vulkan/icd.d")
+LOADER = "libvulkan.so.1"
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64",
+            "/lib64", "/usr/lib", "/usr/local/lib")
+# The standard directories named in the issue come last, always, even when the
+# XDG variables point elsewhere (a container may set them to something narrow).
+STANDARD_ICD_DIRS = ("/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d", "/usr/share/vulkan/icd.d")
 DEVICE_TYPES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
 
 
@@ -17,47 +29,92 @@ def _rooted(root: str | Path, p: str) -> Path:
 
 
 def find_loader(root: str | Path = "/") -> str | None:
+    """The loader's path as the pod sees it, or None."""
     for d in LIB_DIRS:
-        p = _rooted(root, d) / "libvulkan.so.1"
-        if p.exists():
-            return str(Path(d) / "libvulkan.so.1")
+        if _rooted(root, d).joinpath(LOADER).exists():
+            return f"{d}/{LOADER}"
+    if str(root) == "/":  # only the live system has an ld.so cache worth asking
+        import ctypes.util
+
+        found = ctypes.util.find_library("vulkan")
+        if found:
+            return found
     return None
 
 
-def icd_files(root: str | Path = "/", environ: dict[str, str] | None = None) -> list[Path]:
-    env = os.environ if environ is None else environ
-    explicit = env.get("VK_DRIVER_FILES") or env.get("VK_ICD_FILENAMES")
-    if explicit:  # the loader then uses only these
-        return [_rooted(root, p) for p in explicit.split(":") if p]
-    dirs = [d for d in ICD_DIRS]
-    xdg = env.get("XDG_DATA_DIRS")
-    if xdg:
-        dirs += [os.path.join(d, "vulkan/icd.d") for d in xdg.split(":") if d]
-    out = []
-    for d in dict.fromkeys(dirs):
-        try:
-            out += sorted(_rooted(root, d).glob("*.json"))
-        except OSError:
-            pass
+def icd_search_dirs(environ: dict[str, str]) -> list[str]:
+    home = environ.get("HOME", "")
+    config_home = environ.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else "")
+    data_home = environ.get("XDG_DATA_HOME") or (f"{home}/.local/share" if home else "")
+    config_dirs = (environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")
+    data_dirs = (environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":")
+    bases = [config_home, *config_dirs, "/etc", data_home, *data_dirs]
+    dirs = [f"{b.rstrip('/')}/vulkan/icd.d" for b in bases if b]
+    return list(dict.fromkeys([*dirs, *STANDARD_ICD_DIRS]))
+
+
+def _expand(root: str | Path, entries: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for e in entries:
+        p = _rooted(root, e)
+        if p.is_dir():
+            out += sorted(p.glob("*.json"))
+        elif p.exists():
+            out.append(p)
     return out
 
 
-def probe_vulkan(root: str | Path = "/", deep: bool = False) -> dict[str, Any]:
-    icds = []
-    for f in icd_files(root):
-        entry: dict[str, Any] = {"manifest": "/" + str(f.relative_to(root)) if str(f).startswith(str(root)) and
-                                 str(root) != "/" else str(f), "library_path": None, "api_version": None,
-                                 "error": None}
-        try:
-            data = json.loads(f.read_text())
-            icd = data.get("ICD", {})
-            entry["library_path"], entry["api_version"] = icd.get("library_path"), icd.get("api_version")
-        except (OSError, ValueError) as exc:
-            entry["error"] = str(exc)
-        icds.append(entry)
-    out: dict[str, Any] = {"loader": find_loader(root), "icds": icds, "devices": None}
+def icd_files(root: str | Path = "/", environ: dict[str, str] | None = None) -> list[Path]:
+    """Manifest files in the loader's order (duplicates dropped)."""
+    env = dict(os.environ if environ is None else environ)
+    explicit = env.get("VK_DRIVER_FILES") or env.get("VK_ICD_FILENAMES")
+    added = [p for p in env.get("VK_ADD_DRIVER_FILES", "").split(":") if p]
+    if explicit:  # the loader then uses only these (plus VK_ADD_DRIVER_FILES)
+        found = _expand(root, added) + _expand(root, [p for p in explicit.split(":") if p])
+    else:
+        found = _expand(root, added) + _expand(root, icd_search_dirs(env))
+    return list(dict.fromkeys(found))
+
+
+def _as_seen(root: str | Path, f: Path) -> str:
+    """A path as the pod sees it (relative to ``root``)."""
+    if str(root) == "/":
+        return str(f)
+    try:
+        return "/" + str(f.relative_to(root))
+    except ValueError:
+        return str(f)
+
+
+def parse_manifest(root: str | Path, f: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"manifest": _as_seen(root, f), "library_path": None, "api_version": None,
+                             "error": None}
+    try:
+        data = json.loads(f.read_text())
+        icd = data["ICD"]
+        entry["library_path"], entry["api_version"] = icd.get("library_path"), icd.get("api_version")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+    return entry
+
+
+def probe_vulkan(root: str | Path = "/", deep: bool = False,
+                 environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Loader and manifests always; physical devices only with ``deep`` on the live system."""
+    out: dict[str, Any] = {"loader": find_loader(root),
+                           "icds": [parse_manifest(root, f) for f in icd_files(root, environ)],
+                           "devices": None, "devices_reason": "not enumerated (use --deep)"}
     if deep:
-        out["devices"] = physical_devices() if str(root) == "/" else None
+        if str(root) != "/":
+            out["devices_reason"] = "not enumerated under --root (enumeration loads the live drivers)"
+        elif out["loader"] is None:
+            out["devices_reason"] = f"no Vulkan loader ({LOADER}) found"
+        else:
+            devs = physical_devices()
+            if isinstance(devs, list):
+                out["devices"], out["devices_reason"] = devs, None
+            else:
+                out["devices_reason"] = devs["error"]
     return out
 
 
@@ -80,7 +137,8 @@ def physical_devices() -> list[dict[str, Any]] | dict[str, str]:
             p = vk.vkGetPhysicalDeviceProperties(pd)
             devs.append({"name": p.deviceName, "type": DEVICE_TYPES.get(p.deviceType, str(p.deviceType)),
                          "vendor_id": f"0x{p.vendorID:04x}", "device_id": f"0x{p.deviceID:04x}",
-                         "api_version": f"{p.apiVersion >> 22}.{(p.apiVersion >> 12) & 0x3FF}.{p.apiVersion & 0xFFF}"})
+                         "api_version": f"{p.apiVersion >> 22}.{(p.apiVersion >> 12) & 0x3FF}.{p.apiVersion & 0xFFF}",
+                         "driver_version": int(p.driverVersion)})
         return devs
     except Exception as exc:
         return {"error": f"vkEnumeratePhysicalDevices failed: {exc.__class__.__name__}"}

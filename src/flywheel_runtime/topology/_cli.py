@@ -21,7 +21,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     tsub.required = True
 
     p = tsub.add_parser("check", help="runner-scale contract guard: one line per violation, exit 1 on any")
-    p.add_argument("file", nargs="?", default=None, help="topology file (default: the shipped one)")
+    p.add_argument("file", nargs="?", default=None, help="topology file (same as --topology)")
+    _topology_arg(p)
     p.set_defaults(handler=_check)
 
     p = tsub.add_parser("capacity", help="how many runners fit where; global capacity debt per label")
@@ -32,10 +33,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = tsub.add_parser("render", help="render manifests from the model as YAML")
     p.add_argument("target", choices=RENDER_TARGETS)
     p.add_argument("scale_set", nargs="?", help="scale set name (pod, helm-values)")
+    p.add_argument("--github-config-url", metavar="URL", default=None,
+                   help="helm-values: override the owner overlay's githubConfigUrl")
     _topology_arg(p)
     p.set_defaults(handler=_render)
 
     p = tsub.add_parser("schema", help="print the topology file's JSON Schema")
+    p.add_argument("--topology", metavar="FILE", default=None,
+                   help="also validate this topology file first (exit 3 when it fails)")
     p.set_defaults(handler=_schema)
 
     p = tsub.add_parser("show", help="print the validated model summary")
@@ -47,7 +52,12 @@ def _check(args: argparse.Namespace) -> int:
     from flywheel_runtime.topology import load
     from flywheel_runtime.topology.check import check
 
-    topo = load(args.file)
+    if args.file and args.topology and args.file != args.topology:
+        from flywheel_runtime.errors import ExitCode, FlywheelError
+
+        raise FlywheelError("topology check: give the file either as FILE or as --topology, not both",
+                            exit_code=ExitCode.USAGE)
+    topo = load(args.file or args.topology)
     violations = check(topo)
     for v in violations:
         print(v)
@@ -73,7 +83,7 @@ def _capacity(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import yaml
 
-    from flywheel_runtime.errors import FlywheelError, ExitCode
+    from flywheel_runtime.errors import ExitCode, FlywheelError
     from flywheel_runtime.topology import load, render
 
     topo = load(args.topology)
@@ -85,7 +95,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.target == "pod":
         docs = [render.pod(topo, args.scale_set)]
     elif args.target == "helm-values":
-        docs = [render.helm_values(topo, args.scale_set)]
+        docs = [render.helm_values(topo, args.scale_set, github_config_url=args.github_config_url)]
     elif args.target == "kind-config":
         docs = [render.kind_config(topo)]
     elif args.target == "nodes":
@@ -109,6 +119,10 @@ def _render(args: argparse.Namespace) -> int:
 def _schema(args: argparse.Namespace) -> int:
     from flywheel_runtime.topology.schema import json_schema
 
+    if args.topology:
+        from flywheel_runtime.topology import load
+
+        load(args.topology)
     print(json.dumps(json_schema(), indent=2))
     return 0
 

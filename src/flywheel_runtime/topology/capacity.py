@@ -1,15 +1,20 @@
 """How many runners fit where, by which resource, and global capacity debt.
 
-Counts use requests, as the kube-scheduler does; each scale set is counted
-alone against its pinned node's allocatable (an upper bound: lanes share a
-node).  A label's summed caps across overlays are compared with what its
-nodes admit for that label's own scale sets: the excess is the document's
-"global capacity debt" (honest queueing, not runner label debt).
+Counts use requests, as the kube-scheduler does.  Three views:
+
+* per scale set, alone on its pinned node (``fit``): runners by cpu, memory,
+  ephemeral-storage and pod count, and which resource binds first;
+* per label (``labels``): the label's scale sets across overlays packed
+  together on their nodes, each up to its own cap (``admits``), and the same
+  while every other lane on those nodes runs at its cap (``admits_at_peak``).
+  Summed caps beyond those are the document's "global capacity debt": honest
+  queueing, not runner label debt;
+* per node (``node_demand``): every lane pinned there at its cap, summed.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flywheel_runtime.topology.model import RESOURCE_NAMES, ScaleSet, Topology
@@ -34,8 +39,51 @@ class LabelCapacity:
     label: str
     scale_sets: list[str]
     summed_caps: int
-    admits: int
-    debt: int  # summed caps beyond what the nodes admit
+    admits: int  # the label's own sets packed on their nodes, nothing else running
+    debt: int  # summed caps beyond ``admits``
+    overlays: list[str] = field(default_factory=list)
+    admits_at_peak: int = 0  # ... while every other lane on those nodes runs at its cap
+    debt_at_peak: int = 0  # summed caps beyond ``admits_at_peak``
+
+
+@dataclass(frozen=True)
+class NodeDemand:
+    node: str
+    lanes: list[str]
+    at_caps: dict[str, int]  # summed requests with every pinned lane at its cap (and pods)
+    allocatable: dict[str, int]
+    overcommitted: list[str]  # resources where demand at caps exceeds allocatable
+
+
+def _pinned(topo: Topology, node: str) -> list[tuple[str, dict[str, int], int]]:
+    """(lane, pod requests incl. one pod slot, cap) for every lane pinned to ``node``."""
+    out = [(f"scale set {s.name}", {**s.envelope.pod_requests(), "pods": 1}, s.max_runners)
+           for s in topo.scale_sets if s.node == node]
+    out += [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1}, g.max_replicas)
+            for g in topo.gitlab_runners if g.node == node]
+    return out
+
+
+def _pack(free: dict[str, int], sets: list[ScaleSet]) -> int:
+    """Runners of ``sets`` admitted into ``free`` (mutated), each up to its cap."""
+    admitted = 0
+    for s in sets:
+        req = {**s.envelope.pod_requests(), "pods": 1}
+        n = max(0, min([s.max_runners] + [free[r] // req[r] for r in free if req[r] > 0]))
+        admitted += n
+        for r in free:
+            free[r] -= n * req[r]
+    return admitted
+
+
+def node_demand(topo: Topology, node_name: str) -> NodeDemand:
+    node = topo.node(node_name)
+    keys = (*RESOURCE_NAMES, "pods")
+    lanes = _pinned(topo, node_name)
+    total = {r: sum(req[r] * cap for _, req, cap in lanes) for r in keys}
+    alloc = {r: node.allocatable.get(r) for r in keys}
+    return NodeDemand(node_name, [name for name, _, _ in lanes], total, alloc,
+                      [r for r in keys if total[r] > alloc[r]])
 
 
 def fit(topo: Topology, ss: ScaleSet) -> ScaleSetFit:
@@ -61,20 +109,23 @@ def labels(topo: Topology) -> list[LabelCapacity]:
             continue
         # What the nodes admit for this label: runners of its scale sets packed
         # together, per node, taking each set up to its cap.
-        admits = 0
+        admits = peak = 0
+        mine = {f"scale set {s.name}" for s in sets}
         for node_name in dict.fromkeys(s.node for s in sets):
             if node_name is None:
                 continue
             node = topo.node(node_name)
+            here = [s for s in sets if s.node == node_name]
             free = {r: node.allocatable.get(r) for r in (*RESOURCE_NAMES, "pods")}
-            for s in (s for s in sets if s.node == node_name):
-                req = {**s.envelope.pod_requests(), "pods": 1}
-                n = min([s.max_runners] + [free[r] // req[r] for r in free if req[r] > 0])
-                admits += n
-                for r in free:
-                    free[r] -= n * req[r]
+            admits += _pack(dict(free), here)
+            for lane, req, cap in _pinned(topo, node_name):
+                if lane not in mine:
+                    for r in free:
+                        free[r] -= req[r] * cap
+            peak += _pack(free, here)
         caps = sum(s.max_runners for s in sets)
-        out.append(LabelCapacity(rc.name, [s.name for s in sets], caps, admits, max(0, caps - admits)))
+        out.append(LabelCapacity(rc.name, [s.name for s in sets], caps, admits, max(0, caps - admits),
+                                 sorted({s.overlay for s in sets}), peak, max(0, caps - peak)))
     return out
 
 
@@ -86,6 +137,8 @@ def report(topo: Topology) -> dict[str, Any]:
         "taints": [str(t) for t in n.taints],
         "scale_sets": [asdict(fit(topo, s)) for s in topo.scale_sets if s.node == n.name],
     } for n in topo.nodes]
+    for entry in nodes:
+        entry["at_caps"] = asdict(node_demand(topo, entry["node"]))
     return {"schema": "flywheel.tinyland.dev/capacity/v1", "nodes": nodes,
             "labels": [asdict(lc) for lc in labels(topo)]}
 
@@ -108,9 +161,21 @@ def table(topo: Topology) -> str:
                     return "-" if v is None else str(v)
                 lines.append(f"  {f.scale_set:<34}{f.max_runners:>5}{cell('cpu'):>6}{cell('memory'):>6}"
                              f"{cell('ephemeral-storage'):>6}{cell('pods'):>6}  {f.admits:>4}  {f.binding}")
+        d = node_demand(topo, n.name)
+        if d.lanes:
+            over = ", ".join(d.overcommitted) or "none"
+            lines.append(f"  all lanes at caps: cpu {format_cpu(d.at_caps['cpu'])}, memory "
+                         f"{human_bytes(d.at_caps['memory'])}, ephemeral-storage "
+                         f"{human_bytes(d.at_caps['ephemeral-storage'])}, pods {d.at_caps['pods']}; "
+                         f"overcommitted: {over}")
         lines.append("")
-    lines.append(f"{'label':<24}{'caps':>6}{'admits':>8}{'debt':>6}  scale sets")
+    lines.append(f"{'label':<24}{'caps':>6}{'admits':>8}{'debt':>6}{'peak':>6}{'debt@peak':>11}  scale sets (overlays)")
     for lc in labels(topo):
-        flag = "  <- global capacity debt" if lc.debt else ""
-        lines.append(f"{lc.label:<24}{lc.summed_caps:>6}{lc.admits:>8}{lc.debt:>6}  {', '.join(lc.scale_sets)}{flag}")
+        flag = ("  <- global capacity debt" if lc.debt
+                else "  <- queues at peak" if lc.debt_at_peak else "")
+        lines.append(f"{lc.label:<24}{lc.summed_caps:>6}{lc.admits:>8}{lc.debt:>6}{lc.admits_at_peak:>6}"
+                     f"{lc.debt_at_peak:>11}  {', '.join(lc.scale_sets)} ({', '.join(lc.overlays)}){flag}")
+    lines.append("")
+    lines.append("admits: the label's scale sets alone on their nodes; peak: while every other lane pinned there "
+                 "runs at its cap.  Caps are per scale set: the scheduler is the only global backpressure.")
     return "\n".join(lines)

@@ -27,17 +27,27 @@ class Violation:
         return f"check: {self.rule}: {self.subject}: {self.message}"
 
 
-def _lanes(topo: Topology) -> Iterator[tuple[str, Placement, Envelope, str | None]]:
+def _lanes(topo: Topology) -> Iterator[tuple[str, Placement, Envelope]]:
     for ss in topo.scale_sets:
-        yield f"scale set {ss.name}", ss.placement, ss.envelope, ss.node
+        yield f"scale set {ss.name}", ss.placement, ss.envelope
     for g in topo.gitlab_runners:
-        yield f"gitlab runner {g.name}", g.placement, g.envelope, g.node
+        yield f"gitlab runner {g.name}", g.placement, g.envelope
+
+
+def placed_on(topo: Topology, placement: Placement) -> list[Node]:
+    """The nodes a lane is aimed at: its pinned node, a hostname selector's
+    node, or, for an unpinned lane with a selector or affinity, every node
+    those match (taints aside: tolerating them is what the rules check)."""
+    if not placement.node_selector and not placement.affinity:
+        return []
+    untainted = Placement(placement.node, placement.node_selector, (), False, placement.affinity)
+    return [n for n in topo.nodes if untainted.admits(Node(n.name, n.role, n.labels, (), n.allocatable))]
 
 
 def rule_bumble(topo: Topology) -> Iterator[Violation]:
     """No default ARC or GitLab selector may land on a non-runner-target node
     (bumble), even once it is uncordoned: cordons are not placement."""
-    for subject, placement, _, _ in _lanes(topo):
+    for subject, placement, _ in _lanes(topo):
         for node in topo.nodes:
             if not node.runner_target and placement.admits(node):
                 yield Violation("no-storage-node", subject,
@@ -46,22 +56,26 @@ def rule_bumble(topo: Topology) -> Iterator[Violation]:
 
 
 def rule_sting_toleration(topo: Topology) -> Iterator[Violation]:
-    """A lane placed on a tainted node must tolerate exactly that taint."""
-    for subject, placement, _, node_name in _lanes(topo):
-        if node_name is None:
-            continue
-        node = topo.node(node_name)
-        for taint in node.taints:
+    """A lane placed on a tainted node (sting) must tolerate exactly that taint.
+
+    "Placed on": the lane's only selected node, or any selected node whose
+    taint it tolerates loosely (an Exists or effect-less toleration admits
+    more than the reviewed contract).  A lane selecting several nodes that
+    simply does not tolerate one of them is not placed there."""
+    for subject, placement, _ in _lanes(topo):
+        nodes = placed_on(topo, placement)
+        for node, taint in ((n, t) for n in nodes for t in n.taints):
             exact = any(t.key == taint.key and t.operator == "Equal" and t.value == taint.value
                         and t.effect == taint.effect for t in placement.tolerations)
-            if not exact:
+            loose = any(t.tolerates(taint) for t in placement.tolerations)
+            if not exact and (len(nodes) == 1 or loose):
                 yield Violation("taint-toleration", subject,
                                 f"placed on {node.name} but lacks the exact toleration {taint}")
 
 
 def rule_orphan_toleration(topo: Topology) -> Iterator[Violation]:
     """A toleration for a taint no node carries is stale placement debt."""
-    for subject, placement, _, _ in _lanes(topo):
+    for subject, placement, _ in _lanes(topo):
         for t in placement.tolerations:
             if not any(t.tolerates(taint) for n in topo.nodes for taint in n.taints):
                 desc = f"{t.key}={t.value}:{t.effect}" if t.operator == "Equal" else f"{t.key} (Exists)"
@@ -131,25 +145,31 @@ def _fits_once(envelope: Envelope, node: Node) -> list[str]:
 
 
 def rule_envelope_fits(topo: Topology) -> Iterator[Violation]:
-    for subject, _, envelope, node_name in _lanes(topo):
-        if node_name is None:
-            continue
-        node = topo.node(node_name)
-        short = _fits_once(envelope, node)
-        if short:
-            yield Violation("envelope-fit", subject,
-                            f"requests do not fit {node.name}'s allocatable even once: " + ", ".join(short))
+    """The pod's summed requests must fit its node's allocatable once (for a
+    lane aimed at several nodes: at least one of them)."""
+    for subject, placement, envelope in _lanes(topo):
+        shortfalls = [(node, _fits_once(envelope, node)) for node in placed_on(topo, placement)]
+        if all(short for _, short in shortfalls):
+            for node, short in shortfalls:
+                yield Violation("envelope-fit", subject,
+                                f"requests do not fit {node.name}'s allocatable even once: " + ", ".join(short))
 
 
 def rule_published_label(topo: Topology) -> Iterator[Violation]:
-    known = {rc.name for rc in topo.runner_classes}
+    """A scale set's runner class, and every class-shaped (prefixed, in-taxonomy)
+    label it publishes, must be a GitHub runner class; base labels and bare
+    capability suffixes (kvm, gpu) are tags, not classes."""
+    known = {rc.name for rc in topo.runner_classes if rc.forge == "github"}
+    prefix = topo.label_taxonomy.prefix + "-"
     for ss in topo.scale_sets:
+        subject = f"scale set {ss.name}"
         if ss.label not in known:
-            yield Violation("unknown-label", f"scale set {ss.name}",
-                            f"publishes {ss.label!r}, which no runner class defines")
+            yield Violation("unknown-label", subject, f"publishes {ss.label!r}, which no GitHub runner class defines")
         elif ss.label not in ss.labels:
-            yield Violation("unknown-label", f"scale set {ss.name}",
-                            f"runner class {ss.label!r} is missing from its published labels")
+            yield Violation("unknown-label", subject, f"runner class {ss.label!r} is missing from its published labels")
+        for label in ss.labels:
+            if label != ss.label and label.startswith(prefix) and label not in known and _label_ok(label, topo):
+                yield Violation("unknown-label", subject, f"publishes {label!r}, which no GitHub runner class defines")
 
 
 def _fmt_selector(p: Placement) -> str:

@@ -24,6 +24,7 @@ from flywheel_runtime.topology.model import (
     GitLabRunner,
     LabelTaxonomy,
     Node,
+    NodeSelectorRequirement,
     Overlay,
     Placement,
     Resources,
@@ -38,8 +39,6 @@ from flywheel_runtime.topology.model import (
     WarmPool,
     WarmPoolSchedule,
 )
-
-
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 
@@ -75,10 +74,10 @@ def load(path: str | Path | None = None) -> Topology:
 
 def load_data(data: Any, source: str = "<topology>") -> Topology:
     """Validate already-parsed data (a dict) and build the model."""
-    from flywheel_runtime.topology.schema import TOPOLOGY, SchemaViolation
+    from flywheel_runtime.topology.schema import SchemaViolation, validate
 
     try:
-        doc = TOPOLOGY.check(data, "")
+        doc = validate(data)
     except SchemaViolation as exc:
         raise TopologyError(f"{source}: {exc}") from None
     return _build(doc, source, data)
@@ -104,15 +103,23 @@ def _placement(entry: dict[str, Any], nodes: dict[str, Node], source: str, path:
     node_name = entry.get("node")
     selector = dict(entry.get("node_selector") or {})
     explicit = entry.get("tolerations") is not None
-    tolerations = tuple(Toleration(t["key"], t["operator"], t["value"], t["effect"])
+    tolerations = tuple(Toleration(t["key"], t["operator"], t["value"], t["effect"] or "")
                         for t in entry.get("tolerations") or [])
+    affinity = tuple(
+        tuple(NodeSelectorRequirement(r["key"], r["operator"], tuple(r["values"])) for r in term["match_expressions"])
+        for term in entry.get("affinity") or [])
+    for i, term in enumerate(affinity):
+        for j, r in enumerate(term):
+            if (r.operator in ("In", "NotIn")) != bool(r.values):
+                raise _fail(source, f"{path}.affinity[{i}].match_expressions[{j}].values",
+                            f"values exactly when the operator is In or NotIn (operator {r.operator})", list(r.values))
     if node_name is not None:
         if node_name not in nodes:
             raise _fail(source, f"{path}.node", "one of the nodes " + ", ".join(nodes), node_name)
         selector = {HOSTNAME_LABEL: node_name, **selector}
         if not explicit:  # derive: tolerate exactly the pinned node's taints
             tolerations = tuple(Toleration(t.key, "Equal", t.value, t.effect) for t in nodes[node_name].taints)
-    return Placement(node_name, selector, tolerations, explicit)
+    return Placement(node_name, selector, tolerations, explicit, affinity)
 
 
 def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
@@ -186,14 +193,24 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             warm_pool=warm_pools[s["warm_pool"]] if s["warm_pool"] else None,
         ))
     gitlab = []
+    gitlab_classes = [c.name for c in runner_classes if c.forge == "gitlab"]
     for i, g in enumerate(doc["gitlab_runners"]):
         path = f"gitlab_runners[{i}]"
         if g["min_replicas"] > g["max_replicas"]:
             raise _fail(source, f"{path}.min_replicas", f"at most max_replicas ({g['max_replicas']})", g["min_replicas"])
+        if "runner" not in g["containers"]:
+            raise _fail(source, f"{path}.containers", "a 'runner' container", sorted(g["containers"]))
+        cls_name = g["runner_class"] or g["name"]
+        rc = classes.get(cls_name)
+        if rc is None or rc.forge != "gitlab":
+            field_ = "runner_class" if g["runner_class"] else "name"
+            raise _fail(source, f"{path}.{field_}", "one of the GitLab runner classes " + ", ".join(gitlab_classes),
+                        cls_name)
         gitlab.append(GitLabRunner(
             name=g["name"], namespace=g["namespace"], min_replicas=g["min_replicas"], max_replicas=g["max_replicas"],
             cpu_target_percent=g["cpu_target_percent"], scale_down_stabilization_s=g["scale_down_stabilization_s"],
             node=g["node"], placement=_placement(g, nodes, source, path), envelope=_envelope(g["containers"]),
+            runner_class=cls_name, image=images[rc.image],
         ))
     rp, tax, cl = doc["runner_pod"], doc["label_taxonomy"], doc["cleanup"]
     return Topology(

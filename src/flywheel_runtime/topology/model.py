@@ -7,6 +7,7 @@ several scale sets may publish one label, and each keeps its own cap.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class ContainerEnvelope:
+    """One container's requests and limits."""
+
     name: str
     requests: Resources
     limits: Resources
@@ -59,6 +62,8 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Taint:
+    """A node taint (key=value:effect)."""
+
     key: str
     value: str
     effect: str
@@ -69,6 +74,8 @@ class Taint:
 
 @dataclass(frozen=True)
 class Toleration:
+    """A pod toleration; ``tolerates`` follows the scheduler's matching."""
+
     key: str
     operator: str = "Equal"
     value: str = ""
@@ -90,6 +97,8 @@ class Toleration:
 
 @dataclass(frozen=True)
 class Allocatable:
+    """A node's allocatable: CPU in millicores, memory and storage in bytes, pod slots."""
+
     cpu: int
     memory: int
     ephemeral_storage: int
@@ -102,6 +111,8 @@ class Allocatable:
 
 @dataclass(frozen=True)
 class Node:
+    """A cluster node of the platform."""
+
     name: str
     role: str
     labels: dict[str, str]
@@ -120,20 +131,58 @@ class Node:
 
 
 @dataclass(frozen=True)
+class NodeSelectorRequirement:
+    """One ``matchExpressions`` entry of a required node affinity term."""
+
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values  # NotIn
+
+    def as_k8s(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.operator in ("In", "NotIn"):
+            out["values"] = list(self.values)
+        return out
+
+
+@dataclass(frozen=True)
 class Placement:
+    """Where a lane's pods may land: selector, tolerations, required node affinity."""
+
     node: str | None
     node_selector: dict[str, str]
     tolerations: tuple[Toleration, ...]
     # True when tolerations were written out rather than derived from the node.
     explicit_tolerations: bool = False
+    # requiredDuringSchedulingIgnoredDuringExecution: the terms are ORed, the
+    # requirements inside one term ANDed (Kubernetes semantics).
+    affinity: tuple[tuple[NodeSelectorRequirement, ...], ...] = ()
 
     def admits(self, node: Node) -> bool:
-        """Selector matches and every NoSchedule/NoExecute taint is tolerated."""
+        """Selector and required affinity match, and every NoSchedule/NoExecute
+        taint is tolerated: what the scheduler's filters would say."""
         labels = node.all_labels()
         if any(labels.get(k) != v for k, v in self.node_selector.items()):
             return False
+        if self.affinity and not any(all(r.matches(labels) for r in term) for term in self.affinity):
+            return False
         return all(any(t.tolerates(taint) for t in self.tolerations)
                    for taint in node.taints if taint.effect in ("NoSchedule", "NoExecute"))
+
+    def affinity_k8s(self) -> dict[str, Any] | None:
+        if not self.affinity:
+            return None
+        return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [r.as_k8s() for r in term]} for term in self.affinity]}}}
 
 
 @dataclass(frozen=True)
@@ -150,12 +199,16 @@ class Volume:
 
 @dataclass(frozen=True)
 class WarmPoolSchedule:
+    """At ``cron`` (UTC), set the scale set's minRunners to ``min_runners``."""
+
     cron: str
     min_runners: int
 
 
 @dataclass(frozen=True)
 class WarmPool:
+    """A named set of scheduled minRunners overrides."""
+
     name: str
     timezone: str
     schedules: tuple[WarmPoolSchedule, ...]
@@ -163,19 +216,29 @@ class WarmPool:
 
 @dataclass(frozen=True)
 class CleanupPolicy:
+    """The runner-cleanup CronJob's policy (ages in seconds)."""
+
     schedule: str
     concurrency_policy: str
     terminating_after_s: int
     succeeded_after_s: int
     failed_after_s: int
 
+    @property
+    def interval_s(self) -> int | None:
+        """Seconds between runs for an every-N-minutes schedule ("*/5 * * * *"), else None."""
+        m = re.fullmatch(r"\*/([0-9]+) \* \* \* \*", self.schedule)
+        if m:
+            return int(m.group(1)) * 60
+        return 60 if self.schedule == "* * * * *" else None
+
 
 @dataclass(frozen=True)
 class RunnerClass:
-    """A workflow-facing label (``runs-on:``): the consumer contract."""
+    """A workflow-facing label (``runs-on:`` / GitLab ``tags:``): the consumer contract."""
 
     name: str
-    forge: str
+    forge: str  # "github" (ARC scale sets) or "gitlab" (HPA Deployments)
     use: str
     image: str
     devices: frozenset[str]
@@ -202,6 +265,11 @@ class ScaleSet:
     warm_pool: WarmPool | None
 
     @property
+    def storage(self) -> tuple[Volume, ...]:
+        """The lane's generic ephemeral volumes (the contract's name for ``volumes``)."""
+        return self.volumes
+
+    @property
     def seeds_nix(self) -> bool:
         return any(v.seed_nix for v in self.volumes)
 
@@ -223,10 +291,14 @@ class GitLabRunner:
     node: str | None
     placement: Placement
     envelope: Envelope
+    runner_class: str = ""  # the GitLab runner class (tag) it serves; defaults to its name
+    image: str = ""
 
 
 @dataclass(frozen=True)
 class Overlay:
+    """An owner overlay: one GitHub App install."""
+
     name: str
     github_config_url: str
     github_config_secret: str
@@ -234,6 +306,8 @@ class Overlay:
 
 @dataclass(frozen=True)
 class StorageClass:
+    """A StorageClass runner volumes are provisioned from."""
+
     name: str
     provisioner: str
     binding_mode: str
@@ -243,6 +317,8 @@ class StorageClass:
 
 @dataclass(frozen=True)
 class LabelTaxonomy:
+    """What a workflow-facing label may be made of."""
+
     prefix: str
     base: tuple[str, ...]
     suffixes: tuple[str, ...]
@@ -250,6 +326,8 @@ class LabelTaxonomy:
 
 @dataclass(frozen=True)
 class RunnerPod:
+    """Facts every ARC runner pod shares."""
+
     command: tuple[str, ...]
     run_as_user: int
     priority_class: str
@@ -262,6 +340,8 @@ class RunnerPod:
 
 @dataclass(frozen=True)
 class Topology:
+    """The whole platform model (see the package docstring)."""
+
     source: str
     namespaces: dict[str, str]
     services: dict[str, dict[str, Any]]

@@ -9,6 +9,7 @@ from typing import Any
 from flywheel_runtime.topology.model import (
     HOSTNAME_LABEL,
     Envelope,
+    GitLabRunner,
     Placement,
     ScaleSet,
     Topology,
@@ -23,6 +24,8 @@ ARC_SCALE_SET_LABEL = "actions.github.com/scale-set-name"
 SEED_MOUNT = "/seed/nix"
 WORK_DIR = "/home/runner/_work"
 DOCKER_SOCK_DIR = "/var/run"
+DEFAULT_WORK_OWNER = "1001:1001"
+GITHUB_CONFIG_URL_PLACEHOLDER = "https://github.com/OWNER"
 
 
 def _resources(req_or_lim: Any) -> dict[str, str]:
@@ -52,6 +55,8 @@ def _placement_spec(p: Placement) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if p.node_selector:
         spec["nodeSelector"] = dict(p.node_selector)
+    if (affinity := p.affinity_k8s()) is not None:
+        spec["affinity"] = affinity
     if p.tolerations:
         spec["tolerations"] = [t.as_k8s() for t in p.tolerations]
     return spec
@@ -149,7 +154,10 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
         for v in ss.volumes:
             if v.mount_path == WORK_DIR:
                 seed_mounts.append({"name": v.name, "mountPath": WORK_DIR})
-                args += ["--chown-work", WORK_DIR, "--work-owner", rp.work_owner]
+                args += ["--chown-work", WORK_DIR]
+                # seed-nix already defaults to the runner's 1001:1001; say it only when it differs.
+                if rp.work_owner != DEFAULT_WORK_OWNER:
+                    args += ["--work-owner", rp.work_owner]
         spec["initContainers"] = [{
             "name": "seed-nix",
             "image": ss.image,
@@ -177,12 +185,15 @@ def pod(topo: Topology, name: str) -> dict[str, Any]:
     }
 
 
-def helm_values(topo: Topology, name: str) -> dict[str, Any]:
-    """gha-runner-scale-set chart values for one scale set."""
+def helm_values(topo: Topology, name: str, github_config_url: str | None = None) -> dict[str, Any]:
+    """gha-runner-scale-set chart values for one scale set.
+
+    ``githubConfigUrl`` is the owner overlay's URL unless ``github_config_url``
+    overrides it (e.g. a fork's org, or the harness's placeholder)."""
     ss = topo.scale_set(name)
     overlay = topo.overlay(ss.overlay)
     return {
-        "githubConfigUrl": overlay.github_config_url,
+        "githubConfigUrl": github_config_url or overlay.github_config_url,
         "githubConfigSecret": overlay.github_config_secret,
         "runnerScaleSetName": ss.name,
         "scaleSetLabels": list(ss.labels),
@@ -228,25 +239,28 @@ def kind_config(topo: Topology) -> dict[str, Any]:
     nodes = []
     for n in sorted(topo.nodes, key=lambda n: n.name != cp):
         role = "control-plane" if n.name == cp else "worker"
-        extra = {"max-pods": str(n.allocatable.pods), "node-labels": ",".join(f"{k}={v}" for k, v in n.labels.items())}
+        # Labels travel in nodes[].labels (kind turns them into the kubelet's
+        # node-labels); taints and max-pods per node through kubelet flags,
+        # since a KubeletConfiguration patch would apply to every node.
+        extra = {"max-pods": str(n.allocatable.pods)}
         if n.taints:
             extra["register-with-taints"] = ",".join(str(t) for t in n.taints)
-        if not extra["node-labels"]:
-            del extra["node-labels"]
         kind = "InitConfiguration" if role == "control-plane" else "JoinConfiguration"
+        patch = ("kind: " + kind + "\nnodeRegistration:\n  name: " + n.name + "\n"
+                 # honey runs payloads (as on RKE2): no kubeadm control-plane taint.
+                 + ("  taints: []\n" if role == "control-plane" else "")
+                 + "  kubeletExtraArgs:\n" + "".join(f"    {k}: \"{v}\"\n" for k, v in extra.items()))
         nodes.append({
             "role": role,
             "labels": {"flywheel.tinyland.dev/node": n.name, **n.labels},
-            "kubeadmConfigPatches": [
-                "kind: " + kind + "\nnodeRegistration:\n  name: " + n.name + "\n  kubeletExtraArgs:\n"
-                + "".join(f"    {k}: \"{v}\"\n" for k, v in extra.items())
-            ],
+            "kubeadmConfigPatches": [patch],
         })
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "flywheel", "nodes": nodes}
 
 
-def _deployment_for_gitlab(topo: Topology, g: Any) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": "gitlab-runner", LABEL_GITLAB_RUNNER: g.name}
+def _deployment_for_gitlab(topo: Topology, g: GitLabRunner) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "gitlab-runner", LABEL_GITLAB_RUNNER: g.name,
+              LABEL_RUNNER_CLASS: g.runner_class}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -260,7 +274,9 @@ def _deployment_for_gitlab(topo: Topology, g: Any) -> dict[str, Any]:
                     **_placement_spec(g.placement),
                     "containers": [{
                         "name": "runner",
-                        "image": "gitlab/gitlab-runner:alpine-v17.11.0",
+                        "image": g.image,
+                        # The runner's tag list is its runner class: the GitLab consumer contract.
+                        "env": [{"name": "RUNNER_TAG_LIST", "value": g.runner_class}],
                         "resources": container_resources(g.envelope, "runner"),
                     }],
                 },

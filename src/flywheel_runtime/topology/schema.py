@@ -1,17 +1,33 @@
-"""The topology file's schema, written once as data.
+"""The topology file's schema, written once as typed dataclasses.
 
-The same spec drives the fast hand-written validator used on the runtime path
-(hooks load the topology before every job, so no jsonschema import there) and
-the JSON Schema shipped for editors and other tools (``topology schema``).
+The ``*Doc`` dataclasses below describe the file exactly as written (YAML
+keys, references by name).  Their type hints drive both
+
+* the hand-written validator used on the runtime path (hooks load the
+  topology before every job, so no jsonschema import there): :func:`validate`
+  walks the hints once, compiles a checker per type and caches it; and
+* the JSON Schema shipped beside the file for editors and other tools
+  (:func:`json_schema`, ``flywheel-runtime topology schema``).
+
+Type vocabulary: ``Annotated[str, Pattern(...)]`` for constrained strings,
+``Annotated[int, Quantity("cpu"|"bytes")]`` for Kubernetes quantities
+(parsed exactly to millicores / bytes), ``Annotated[int, Minimum(n)]``,
+``Literal[...]`` for enums, ``list``/``dict`` and nested ``*Doc`` classes.
+A field without a default is required; ``X | None = None`` is optional.
 Every error names the field path and what was expected, on one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
 
 from flywheel_runtime.topology.quantity import parse_bytes, parse_cpu
 
@@ -22,7 +38,7 @@ _CRON = rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$"
 
 
 class SchemaViolation(Exception):
-    """A value failed the spec; ``path`` is the dotted field path."""
+    """A value failed the schema; ``path`` is the dotted field path."""
 
     def __init__(self, path: str, expected: str, got: object) -> None:
         self.path, self.expected, self.got = path, expected, got
@@ -40,298 +56,473 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class Spec:
-    """One node of the schema."""
-
-    def check(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def json(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+# --- constraint markers (the metadata of Annotated) -------------------------
 
 
 @dataclass(frozen=True)
-class Str(Spec):
-    pattern: str | None = None
-    what: str = "a string"
-
-    def check(self, value: Any, path: str) -> Any:
-        if not isinstance(value, str) or (self.pattern and not re.match(self.pattern, value)):
-            raise SchemaViolation(path, self.what, value)
-        return value
-
-    def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string"}
-        if self.pattern:
-            out["pattern"] = self.pattern
-        return out
+class Pattern:
+    regex: str
+    what: str
 
 
 @dataclass(frozen=True)
-class Int(Spec):
-    minimum: int | None = None
-
-    def check(self, value: Any, path: str) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or (
-            self.minimum is not None and value < self.minimum
-        ):
-            what = "an integer" if self.minimum is None else f"an integer >= {self.minimum}"
-            raise SchemaViolation(path, what, value)
-        return value
-
-    def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "integer"}
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        return out
-
-
-@dataclass(frozen=True)
-class Bool(Spec):
-    def check(self, value: Any, path: str) -> Any:
-        if not isinstance(value, bool):
-            raise SchemaViolation(path, "true or false", value)
-        return value
-
-    def json(self) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-
-@dataclass(frozen=True)
-class Quantity(Spec):
-    """A Kubernetes quantity; ``kind`` is "cpu" or "bytes"."""
+class Quantity:
+    """A Kubernetes quantity; ``kind`` is "cpu" (to millicores) or "bytes"."""
 
     kind: str
 
-    def check(self, value: Any, path: str) -> Any:
-        what = ('a Kubernetes CPU quantity like "500m" or 4' if self.kind == "cpu"
-                else 'a Kubernetes byte quantity like "8Gi"')
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise SchemaViolation(path, what, value)
-        try:
-            parsed = parse_cpu(value) if self.kind == "cpu" else parse_bytes(value)
-        except ValueError:
-            raise SchemaViolation(path, what, value) from None
-        return parsed
-
-    def json(self) -> dict[str, Any]:
-        return {"anyOf": [{"type": "string", "pattern": _QTY}, {"type": "number", "minimum": 0}]}
-
 
 @dataclass(frozen=True)
-class Enum(Spec):
-    values: tuple[str, ...]
-
-    def check(self, value: Any, path: str) -> Any:
-        if value not in self.values:
-            raise SchemaViolation(path, "one of " + ", ".join(self.values), value)
-        return value
-
-    def json(self) -> dict[str, Any]:
-        return {"enum": list(self.values)}
+class Minimum:
+    value: int
 
 
-@dataclass(frozen=True)
-class ListOf(Spec):
-    item: Spec
-
-    def check(self, value: Any, path: str) -> Any:
-        if not isinstance(value, list):
-            raise SchemaViolation(path, "a list", value)
-        return [self.item.check(v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-    def json(self) -> dict[str, Any]:
-        return {"type": "array", "items": self.item.json()}
-
-
-@dataclass(frozen=True)
-class MapOf(Spec):
-    value: Spec
-    key: Str = Str()
-
-    def check(self, value: Any, path: str) -> Any:
-        if not isinstance(value, Mapping):
-            raise SchemaViolation(path, "a mapping", value)
-        out = {}
-        for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            self.key.check(k, sub)
-            out[k] = self.value.check(v, sub)
-        return out
-
-    def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "object", "additionalProperties": self.value.json()}
-        if self.key.pattern:
-            out["propertyNames"] = {"pattern": self.key.pattern}
-        return out
+Name = Annotated[str, Pattern(_DNS_LABEL, 'a lowercase DNS label like "tinyland-nix"')]
+Cron = Annotated[str, Pattern(_CRON, "a 5-field cron expression")]
+AbsPath = Annotated[str, Pattern(r"^/", "an absolute path")]
+HttpsUrl = Annotated[str, Pattern(r"^https://", "an https URL")]
+UidGid = Annotated[str, Pattern(r"^[0-9]+:[0-9]+$", 'UID:GID like "1001:1001"')]
+Cpu = Annotated[int, Quantity("cpu")]
+Bytes = Annotated[int, Quantity("bytes")]
+NonNegative = Annotated[int, Minimum(0)]
+Positive = Annotated[int, Minimum(1)]
+Effect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
-@dataclass(frozen=True)
-class F:
-    """A field of an :class:`Obj`."""
-
-    spec: Spec
-    required: bool = False
-    default: Any = None
+def _key(name: str) -> Any:
+    """A field whose YAML key is not a Python identifier (``ephemeral-storage``)."""
+    return field(default=None, metadata={"key": name})
 
 
-@dataclass(frozen=True)
-class Obj(Spec):
-    fields: dict[str, F] = field(default_factory=dict)
+# --- the file, as dataclasses ------------------------------------------------
+# Never instantiated, only introspected: no generated __init__/__eq__/__repr__
+# keeps this module cheap to import on the runtime path (measured ~1 ms per
+# full dataclass), and without __init__ fields may keep their reading order
+# (the order users see in "known: ..." errors) whatever their defaults.
 
-    def check(self, value: Any, path: str) -> Any:
+# A docstring also spares dataclass() building one from inspect.signature.
+
+
+def _doc(cls: type) -> type:
+    cls.__doc__ = cls.__doc__ or f"The topology file's {cls.__name__.removesuffix('Doc')} entry."
+    return dataclass(init=False, repr=False, eq=False)(cls)
+
+
+@_doc
+class ResourcesDoc:
+    cpu: Cpu | None = None
+    memory: Bytes | None = None
+    ephemeral_storage: Bytes | None = _key("ephemeral-storage")
+
+
+@_doc
+class ContainerDoc:
+    requests: ResourcesDoc | None = None
+    limits: ResourcesDoc | None = None
+
+
+@_doc
+class TaintDoc:
+    key: str
+    value: str = ""
+    effect: Effect
+
+
+@_doc
+class TolerationDoc:
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = ""
+    effect: Effect | None = None
+
+
+@_doc
+class RequirementDoc:
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = field(default_factory=list)
+
+
+@_doc
+class AffinityTermDoc:
+    """One nodeSelectorTerm; terms are ORed, match_expressions ANDed."""
+
+    match_expressions: list[RequirementDoc]
+
+
+@_doc
+class VolumeDoc:
+    name: Name
+    mount_path: AbsPath
+    size: Bytes
+    storage_class: str
+    seed_nix: bool = False
+    container: Name = "runner"
+
+
+@_doc
+class AllocatableDoc:
+    cpu: Cpu
+    memory: Bytes
+    ephemeral_storage: Bytes = _key("ephemeral-storage")
+    pods: NonNegative
+
+
+@_doc
+class NodeDoc:
+    role: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[TaintDoc] = field(default_factory=list)
+    allocatable: AllocatableDoc
+    schedulable: bool = True
+    runner_target: bool = True
+
+
+@_doc
+class ServiceDoc:
+    namespace: Name
+    url: str | None = None
+    cache: str | None = None
+
+
+@_doc
+class StorageClassDoc:
+    provisioner: str
+    binding_mode: Literal["WaitForFirstConsumer", "Immediate"]
+    reclaim_policy: Literal["Delete", "Retain"]
+    node: Name | None = None
+
+
+@_doc
+class OverlayDoc:
+    github_config_url: HttpsUrl
+    github_config_secret: Name
+
+
+@_doc
+class LabelTaxonomyDoc:
+    prefix: Name
+    base: list[Name]
+    suffixes: list[Name]
+
+
+@_doc
+class PriorityClassDoc:
+    name: Name
+    value: int
+
+
+@_doc
+class HooksDoc:
+    job_started: AbsPath | None = None
+    job_completed: AbsPath | None = None
+
+
+@_doc
+class RunnerPodDoc:
+    command: list[str]
+    run_as_user: NonNegative = 0
+    priority_class: PriorityClassDoc
+    env: dict[str, str] = field(default_factory=dict)
+    hooks: HooksDoc | None = None
+    work_owner: UidGid = "1001:1001"
+
+
+@_doc
+class WarmPoolScheduleDoc:
+    cron: Cron
+    min_runners: NonNegative
+
+
+@_doc
+class WarmPoolDoc:
+    timezone: Literal["UTC"] = "UTC"
+    schedules: list[WarmPoolScheduleDoc]
+
+
+@_doc
+class CleanupDoc:
+    schedule: Cron
+    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
+    terminating_after_s: NonNegative
+    succeeded_after_s: NonNegative
+    failed_after_s: NonNegative
+
+
+@_doc
+class RunnerClassDoc:
+    forge: Literal["github", "gitlab"]
+    use: str
+    image: Name
+    devices: list[Literal["kvm", "dri"]] = field(default_factory=list)
+
+
+@_doc
+class ScaleSetDoc:
+    name: Name
+    overlay: Name
+    label: str
+    labels: list[str]
+    namespace: Name = "arc-runners"
+    min_runners: NonNegative = 0
+    max_runners: NonNegative
+    warm_pool: Name | None = None
+    hints: Name | None = None
+    containers: dict[Name, ContainerDoc]
+    volumes: list[VolumeDoc] = field(default_factory=list)
+    # Placement: `node` pins by kubernetes.io/hostname and derives tolerations
+    # from the node's taints; the rest only where a lane needs more.
+    node: Name | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[TolerationDoc] | None = None
+    affinity: list[AffinityTermDoc] | None = None
+
+
+@_doc
+class GitLabRunnerDoc:
+    name: Name
+    runner_class: str | None = None
+    namespace: Name = "gitlab-runners"
+    min_replicas: NonNegative
+    max_replicas: Positive
+    cpu_target_percent: Positive = 70
+    scale_down_stabilization_s: NonNegative = 300
+    containers: dict[Name, ContainerDoc]
+    node: Name | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[TolerationDoc] | None = None
+    affinity: list[AffinityTermDoc] | None = None
+
+
+@_doc
+class TopologyDoc:
+    schema: Literal["flywheel.tinyland.dev/topology/v1"]
+    namespaces: dict[Name, str]
+    services: dict[str, ServiceDoc] | None = None
+    nodes: dict[Name, NodeDoc]
+    storage_classes: dict[Name, StorageClassDoc] = field(default_factory=dict)
+    overlays: dict[Name, OverlayDoc]
+    label_taxonomy: LabelTaxonomyDoc
+    runner_pod: RunnerPodDoc
+    images: dict[Name, str]
+    hint_profiles: dict[Name, dict[str, str]] = field(default_factory=dict)
+    warm_pools: dict[Name, WarmPoolDoc] = field(default_factory=dict)
+    cleanup: CleanupDoc
+    runner_classes: dict[str, RunnerClassDoc]
+    scale_sets: list[ScaleSetDoc]
+    gitlab_runners: list[GitLabRunnerDoc] = field(default_factory=list)
+
+
+# --- the validator, compiled from the type hints ------------------------------
+
+Checker = Callable[[Any, str], Any]
+_MISSING = dataclasses.MISSING
+
+
+def _sub(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _split(tp: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``Annotated[X, m...]`` -> (X, (m...)); anything else -> (tp, ())."""
+    if typing.get_origin(tp) is Annotated:
+        return tp.__origin__, tp.__metadata__
+    return tp, ()
+
+
+def _strip_none(tp: Any) -> Any:
+    """``X | None`` -> X (absent and null both mean "use the default")."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, globalns=vars(sys.modules[__name__]), include_extras=True)
+
+
+def _yaml_key(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("key", f.name)
+
+
+@lru_cache(maxsize=None)
+def _checker(tp: Any) -> Checker:
+    tp = _strip_none(tp)
+    base, meta = _split(tp)
+    if dataclasses.is_dataclass(base):
+        return _object_checker(base)
+    origin = typing.get_origin(base)
+    if origin is Literal:
+        values = typing.get_args(base)
+        expected = "one of " + ", ".join(str(v) for v in values)
+
+        def check_enum(value: Any, path: str) -> Any:
+            if value not in values or isinstance(value, bool):
+                raise SchemaViolation(path, expected, value)
+            return value
+        return check_enum
+    if origin is list:
+        (item_tp,) = typing.get_args(base)
+        item = _checker(item_tp)
+
+        def check_list(value: Any, path: str) -> Any:
+            if not isinstance(value, list):
+                raise SchemaViolation(path, "a list", value)
+            return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return check_list
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(base)
+        key, val = _checker(key_tp), _checker(value_tp)
+
+        def check_map(value: Any, path: str) -> Any:
+            if not isinstance(value, Mapping):
+                raise SchemaViolation(path, "a mapping", value)
+            out = {}
+            for k, v in value.items():
+                sub = _sub(path, k)
+                key(k, sub)
+                out[k] = val(v, sub)
+            return out
+        return check_map
+    quantity = next((m for m in meta if isinstance(m, Quantity)), None)
+    if quantity is not None:
+        cpu = quantity.kind == "cpu"
+        what = 'a Kubernetes CPU quantity like "500m" or 4' if cpu else 'a Kubernetes byte quantity like "8Gi"'
+        parse = parse_cpu if cpu else parse_bytes
+
+        def check_quantity(value: Any, path: str) -> Any:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise SchemaViolation(path, what, value)
+            try:
+                return parse(value)
+            except ValueError:
+                raise SchemaViolation(path, what, value) from None
+        return check_quantity
+    if base is str:
+        pattern = next((m for m in meta if isinstance(m, Pattern)), None)
+        rx = re.compile(pattern.regex) if pattern else None
+        what = pattern.what if pattern else "a string"
+
+        def check_str(value: Any, path: str) -> Any:
+            if not isinstance(value, str) or (rx is not None and not rx.match(value)):
+                raise SchemaViolation(path, what, value)
+            return value
+        return check_str
+    if base is int:
+        minimum = next((m.value for m in meta if isinstance(m, Minimum)), None)
+        what = "an integer" if minimum is None else f"an integer >= {minimum}"
+
+        def check_int(value: Any, path: str) -> Any:
+            if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+                raise SchemaViolation(path, what, value)
+            return value
+        return check_int
+    if base is bool:
+        def check_bool(value: Any, path: str) -> Any:
+            if not isinstance(value, bool):
+                raise SchemaViolation(path, "true or false", value)
+            return value
+        return check_bool
+    raise TypeError(f"schema: unsupported type {tp!r}")  # a bug in the Doc classes
+
+
+def _fields(cls: type) -> list[tuple[str, dataclasses.Field[Any], Any]]:
+    hints = _hints(cls)
+    return [(_yaml_key(f), f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _is_required(f: dataclasses.Field[Any], tp: Any) -> bool:
+    if f.default_factory is not _MISSING:
+        return False
+    if f.default is not _MISSING and not ("key" in f.metadata and f.default is None):
+        return False
+    if "key" in f.metadata:  # renamed key: required unless its type admits None
+        return _strip_none(tp) is tp
+    return True
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not _MISSING:
+        return f.default_factory()
+    return None if f.default is _MISSING else f.default
+
+
+def _object_checker(cls: type) -> Checker:
+    spec = [(key, _checker(tp), _is_required(f, tp), f) for key, f, tp in _fields(cls)]
+    known = {key for key, *_ in spec}
+    known_text = "no such key (known: " + ", ".join(key for key, *_ in spec) + ")"
+
+    def check_object(value: Any, path: str) -> Any:
         if not isinstance(value, Mapping):
             raise SchemaViolation(path, "a mapping", value)
         for k in value:
-            if k not in self.fields:
-                sub = f"{path}.{k}" if path else str(k)
-                raise SchemaViolation(sub, "no such key (known: " + ", ".join(self.fields) + ")", value[k])
+            if k not in known:
+                raise SchemaViolation(_sub(path, k), known_text, value[k])
         out = {}
-        for name, f in self.fields.items():
-            sub = f"{path}.{name}" if path else name
-            if name in value and value[name] is not None:
-                out[name] = f.spec.check(value[name], sub)
-            elif f.required:
+        for key, check, required, f in spec:
+            sub = _sub(path, key)
+            v = value.get(key)
+            if v is not None:
+                out[key] = check(v, sub)
+            elif required:
                 raise SchemaViolation(sub, "a value (required)", None)
             else:
-                out[name] = f.default
+                out[key] = _default(f)
         return out
+    return check_object
 
-    def json(self) -> dict[str, Any]:
+
+def validate(data: Any) -> dict[str, Any]:
+    """Check a parsed topology file; return it with defaults filled and
+    quantities parsed (CPU in millicores, sizes in bytes)."""
+    result: dict[str, Any] = _checker(TopologyDoc)(data, "")
+    return result
+
+
+# --- the JSON Schema, generated from the same hints ---------------------------
+
+
+def _json(tp: Any) -> dict[str, Any]:
+    tp = _strip_none(tp)
+    base, meta = _split(tp)
+    if dataclasses.is_dataclass(base):
+        fields = _fields(base)
         return {
             "type": "object",
             "additionalProperties": False,
-            "required": [n for n, f in self.fields.items() if f.required],
-            "properties": {n: f.spec.json() for n, f in self.fields.items()},
+            "required": [key for key, f, t in fields if _is_required(f, t)],
+            "properties": {key: _json(t) for key, f, t in fields},
         }
-
-
-# --- the topology spec ------------------------------------------------------
-
-NAME = Str(_DNS_LABEL, "a lowercase DNS label like \"tinyland-nix\"")
-RESOURCES = Obj({
-    "cpu": F(Quantity("cpu")),
-    "memory": F(Quantity("bytes")),
-    "ephemeral-storage": F(Quantity("bytes")),
-})
-CONTAINER = Obj({"requests": F(RESOURCES, default=None), "limits": F(RESOURCES, default=None)})
-TAINT = Obj({
-    "key": F(Str(), required=True),
-    "value": F(Str(), default=""),
-    "effect": F(Enum(("NoSchedule", "PreferNoSchedule", "NoExecute")), required=True),
-})
-TOLERATION = Obj({
-    "key": F(Str(), required=True),
-    "operator": F(Enum(("Equal", "Exists")), default="Equal"),
-    "value": F(Str(), default=""),
-    "effect": F(Enum(("NoSchedule", "PreferNoSchedule", "NoExecute")), default=""),
-})
-VOLUME = Obj({
-    "name": F(NAME, required=True),
-    "mount_path": F(Str(r"^/", "an absolute path"), required=True),
-    "size": F(Quantity("bytes"), required=True),
-    "storage_class": F(Str(), required=True),
-    "seed_nix": F(Bool(), default=False),
-    "container": F(NAME, default="runner"),
-})
-PLACEMENT_FIELDS = {
-    "node": F(NAME),
-    "node_selector": F(MapOf(Str())),
-    "tolerations": F(ListOf(TOLERATION)),
-}
-TOPOLOGY = Obj({
-    "schema": F(Enum(("flywheel.tinyland.dev/topology/v1",)), required=True),
-    "namespaces": F(MapOf(Str(), key=NAME), required=True),
-    "services": F(MapOf(Obj({"namespace": F(NAME, required=True), "url": F(Str()), "cache": F(Str())}))),
-    "nodes": F(MapOf(Obj({
-        "role": F(Str(), required=True),
-        "labels": F(MapOf(Str()), default={}),
-        "taints": F(ListOf(TAINT), default=[]),
-        "allocatable": F(Obj({
-            "cpu": F(Quantity("cpu"), required=True),
-            "memory": F(Quantity("bytes"), required=True),
-            "ephemeral-storage": F(Quantity("bytes"), required=True),
-            "pods": F(Int(minimum=0), required=True),
-        }), required=True),
-        "schedulable": F(Bool(), default=True),
-        "runner_target": F(Bool(), default=True),
-    }), key=NAME), required=True),
-    "storage_classes": F(MapOf(Obj({
-        "provisioner": F(Str(), required=True),
-        "binding_mode": F(Enum(("WaitForFirstConsumer", "Immediate")), required=True),
-        "reclaim_policy": F(Enum(("Delete", "Retain")), required=True),
-        "node": F(NAME),
-    }), key=NAME), default={}),
-    "overlays": F(MapOf(Obj({
-        "github_config_url": F(Str(r"^https://", "an https URL"), required=True),
-        "github_config_secret": F(NAME, required=True),
-    }), key=NAME), required=True),
-    "label_taxonomy": F(Obj({
-        "prefix": F(NAME, required=True),
-        "base": F(ListOf(NAME), required=True),
-        "suffixes": F(ListOf(NAME), required=True),
-    }), required=True),
-    "runner_pod": F(Obj({
-        "command": F(ListOf(Str()), required=True),
-        "run_as_user": F(Int(minimum=0), default=0),
-        "priority_class": F(Obj({"name": F(NAME, required=True), "value": F(Int(), required=True)}), required=True),
-        "env": F(MapOf(Str()), default={}),
-        "hooks": F(Obj({"job_started": F(Str(r"^/", "an absolute path")),
-                        "job_completed": F(Str(r"^/", "an absolute path"))}), default={}),
-        "work_owner": F(Str(r"^[0-9]+:[0-9]+$", "UID:GID like \"1001:1001\""), default="1001:1001"),
-    }), required=True),
-    "images": F(MapOf(Str(), key=NAME), required=True),
-    "hint_profiles": F(MapOf(MapOf(Str(r"^[\s\S]*$")), key=NAME), default={}),
-    "warm_pools": F(MapOf(Obj({
-        "timezone": F(Enum(("UTC",)), default="UTC"),
-        "schedules": F(ListOf(Obj({
-            "cron": F(Str(_CRON, "a 5-field cron expression"), required=True),
-            "min_runners": F(Int(minimum=0), required=True),
-        })), required=True),
-    }), key=NAME), default={}),
-    "cleanup": F(Obj({
-        "schedule": F(Str(_CRON, "a 5-field cron expression"), required=True),
-        "concurrency_policy": F(Enum(("Forbid", "Allow", "Replace")), default="Forbid"),
-        "terminating_after_s": F(Int(minimum=0), required=True),
-        "succeeded_after_s": F(Int(minimum=0), required=True),
-        "failed_after_s": F(Int(minimum=0), required=True),
-    }), required=True),
-    "runner_classes": F(MapOf(Obj({
-        "forge": F(Enum(("github",)), required=True),
-        "use": F(Str(), required=True),
-        "image": F(NAME, required=True),
-        "devices": F(ListOf(Enum(("kvm", "dri"))), default=[]),
-    })), required=True),
-    "scale_sets": F(ListOf(Obj({
-        "name": F(NAME, required=True),
-        "overlay": F(NAME, required=True),
-        "label": F(Str(), required=True),
-        "labels": F(ListOf(Str()), required=True),
-        "namespace": F(NAME, default="arc-runners"),
-        "min_runners": F(Int(minimum=0), default=0),
-        "max_runners": F(Int(minimum=0), required=True),
-        "warm_pool": F(NAME),
-        "hints": F(NAME),
-        "containers": F(MapOf(CONTAINER, key=NAME), required=True),
-        "volumes": F(ListOf(VOLUME), default=[]),
-        **PLACEMENT_FIELDS,
-    })), required=True),
-    "gitlab_runners": F(ListOf(Obj({
-        "name": F(NAME, required=True),
-        "namespace": F(NAME, default="gitlab-runners"),
-        "min_replicas": F(Int(minimum=0), required=True),
-        "max_replicas": F(Int(minimum=1), required=True),
-        "cpu_target_percent": F(Int(minimum=1), default=70),
-        "scale_down_stabilization_s": F(Int(minimum=0), default=300),
-        "containers": F(MapOf(CONTAINER, key=NAME), required=True),
-        **PLACEMENT_FIELDS,
-    })), default=[]),
-})
+    origin = typing.get_origin(base)
+    if origin is Literal:
+        return {"enum": list(typing.get_args(base))}
+    if origin is list:
+        return {"type": "array", "items": _json(typing.get_args(base)[0])}
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(base)
+        out: dict[str, Any] = {"type": "object", "additionalProperties": _json(value_tp)}
+        key_pattern = next((m for m in _split(key_tp)[1] if isinstance(m, Pattern)), None)
+        if key_pattern:
+            out["propertyNames"] = {"pattern": key_pattern.regex}
+        return out
+    if any(isinstance(m, Quantity) for m in meta):
+        return {"anyOf": [{"type": "string", "pattern": _QTY}, {"type": "number", "minimum": 0}]}
+    if base is str:
+        pattern = next((m for m in meta if isinstance(m, Pattern)), None)
+        return {"type": "string", "pattern": pattern.regex} if pattern else {"type": "string"}
+    if base is int:
+        minimum = next((m.value for m in meta if isinstance(m, Minimum)), None)
+        return {"type": "integer"} if minimum is None else {"type": "integer", "minimum": minimum}
+    if base is bool:
+        return {"type": "boolean"}
+    raise TypeError(f"schema: unsupported type {tp!r}")
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) equivalent of :data:`TOPOLOGY`."""
-    out = TOPOLOGY.json()
+    """The JSON Schema (draft 2020-12) equivalent of :class:`TopologyDoc`."""
+    out = _json(TopologyDoc)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["$id"] = "https://tinyland.dev/schemas/flywheel-topology-v1.json"
     out["title"] = "flywheel-runtime topology"

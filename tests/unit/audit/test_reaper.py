@@ -103,35 +103,39 @@ JOB_VALUES = {
 }
 
 
-@st.composite
-def job_status(draw: st.DrawFn) -> dict[str, Any]:
-    # Mostly empty, sometimes one or more fields set: the edge is "one field".
-    fields = draw(st.sets(st.sampled_from(JOB_FIELDS), max_size=3))
-    out = {}
-    for f in fields:
-        out[f] = draw(JOB_VALUES[f])
-    return out
+# A job status: each field absent, empty (None/""/0) or set.  Mostly empty,
+# so that "exactly one field set" edges come up often.
+JOB_STATUS = st.fixed_dictionaries({}, optional={f: v for f, v in JOB_VALUES.items()})
+
+RUNNER = st.tuples(
+    st.sampled_from([0, 0, 0, 1, 2]),  # 0: owned by its set; 1: no owner; 2: an unknown set
+    JOB_STATUS,
+    st.sampled_from(["Pending", "Running", "Failed", "Succeeded", "Outdated"]),
+    st.integers(0, 59),  # creation minute
+    st.integers(0, 9),  # 0: already being deleted
+)
+SET = st.tuples(
+    st.integers(0, 2),  # the AutoscalingRunnerSet's minRunners (> 0: warm pool)
+    st.one_of(st.none(), st.integers(0, 5)),  # spec.replicas
+    st.one_of(st.none(), st.integers(0, 7)),  # status.currentReplicas (may be stale)
+    st.integers(0, 3),  # 0: the set is being deleted
+    st.lists(RUNNER, max_size=7),
+)
 
 
 @st.composite
 def cluster_state(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    n_sets = draw(st.integers(1, 4))
     scale_sets, runner_sets, runners = [], [], []
-    for i in range(n_sets):
+    for i, (min_runners, replicas, current, deleting, members) in enumerate(draw(st.lists(SET, min_size=1,
+                                                                                            max_size=4))):
         ars_name, ers_name = f"ss-{i}", f"ss-{i}-ers"
-        min_runners = draw(st.integers(0, 2))
         scale_sets.append(ars(ars_name, min_runners))
-        replicas = draw(st.one_of(st.none(), st.integers(0, 5)))
-        n_runners = draw(st.integers(0, 7))
-        current = draw(st.one_of(st.none(), st.just(n_runners), st.integers(0, 7)))
-        runner_sets.append(ers(ers_name, replicas, ars_name, current, deleting=draw(st.booleans()) and
-                               draw(st.booleans())))
-        for j in range(n_runners):
-            owner = draw(st.sampled_from([ers_name, ers_name, ers_name, None, "ghost-set"]))
-            runners.append(runner(f"{ers_name}-r{j}", owner, draw(job_status()),
-                                  draw(st.sampled_from(["Pending", "Running", "Failed", "Succeeded", "Outdated"])),
-                                  f"2026-06-09T09:{draw(st.integers(0, 59)):02d}:00Z",
-                                  deleting=draw(st.integers(0, 9)) == 0))
+        if current is None and members and draw(st.booleans()):
+            current = len(members)  # often exactly right, as on a live cluster
+        runner_sets.append(ers(ers_name, replicas, ars_name, current, deleting=deleting == 0))
+        for j, (owner, job, phase, minute, gone) in enumerate(members):
+            runners.append(runner(f"{ers_name}-r{j}", [ers_name, None, "ghost-set"][owner], job, phase,
+                                  f"2026-06-09T09:{minute:02d}:00Z", deleting=gone == 0))
     return runners, runner_sets, scale_sets
 
 

@@ -1,10 +1,23 @@
-"""Validate manifests against the Kubernetes API models of the ``kubernetes``
-client: a manifest must deserialize into its model class and serialize back
-unchanged (an unknown or misspelled field would be dropped and show up)."""
+"""Validate manifests against Kubernetes' own API schemas, offline.
+
+Built-in kinds: the manifest must deserialize into the ``kubernetes`` client's
+model class (``ApiClient().__deserialize``, the client's own decoder, which
+type-checks every field) and serialize back unchanged: an unknown or
+misspelled field is dropped by the model and shows up as a difference.
+
+Custom resources (ARC's AutoscalingRunnerSet): the CRD's openAPIV3Schema
+(shipped under harness/crds) with ``jsonschema``, plus the apiserver's
+pruning rule: a field the structural schema does not declare (and does not
+preserve) would be silently dropped, so it fails here.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+import flywheel_runtime
 
 KIND_MODELS = {
     ("v1", "Pod"): "V1Pod",
@@ -19,6 +32,7 @@ KIND_MODELS = {
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
 }
+CRDS = Path(flywheel_runtime.__file__).parent / "harness" / "crds" / "actions.github.com.yaml"
 
 
 def _strip_empty(x: Any) -> Any:
@@ -30,11 +44,62 @@ def _strip_empty(x: Any) -> Any:
 
 
 def validate(manifest: dict[str, Any], model: str | None = None) -> None:
+    """Assert ``manifest`` is a valid object of its kind (or of ``model``)."""
+    if model is None:
+        key = (manifest.get("apiVersion"), manifest.get("kind"))
+        if key[0] == "actions.github.com/v1alpha1":
+            validate_custom(manifest)
+            return
+        model = KIND_MODELS[key]
     from kubernetes.client import ApiClient
 
-    if model is None:
-        model = KIND_MODELS[(manifest["apiVersion"], manifest["kind"])]
     client = ApiClient()
     obj = client._ApiClient__deserialize(manifest, model)  # the client's own deserializer
     back = client.sanitize_for_serialization(obj)
     assert _strip_empty(back) == _strip_empty(manifest), f"{model}: fields lost or changed in round trip"
+
+
+@lru_cache(maxsize=None)
+def _crd_schemas() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    out = {}
+    for doc in yaml.safe_load_all(CRDS.read_text()):
+        if doc:
+            version = next(v for v in doc["spec"]["versions"] if v.get("storage", True))
+            out[doc["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+    return out
+
+
+def pruned_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths the apiserver would prune (not declared by a structural schema)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    out: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for k, v in value.items():
+            if props is not None and k in props:
+                out += pruned_fields(v, props[k], f"{path}.{k}")
+            elif isinstance(extra, dict):
+                out += pruned_fields(v, extra, f"{path}.{k}")
+            elif path == "" and k in ("apiVersion", "kind", "metadata"):
+                continue
+            else:
+                out.append(f"{path}.{k}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            out += pruned_fields(v, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def validate_custom(manifest: dict[str, Any]) -> None:
+    import jsonschema
+
+    schema = _crd_schemas()[manifest["kind"]]
+    jsonschema.Draft4Validator(schema).validate(manifest)
+    assert pruned_fields(manifest, schema) == [], f"{manifest['kind']}: undeclared fields would be pruned"
+    if manifest["kind"] == "AutoscalingRunnerSet":
+        # The template is opaque to the CRD (preserved): ARC turns it into pods.
+        validate({"apiVersion": "v1", "kind": "Pod", **manifest["spec"]["template"]})

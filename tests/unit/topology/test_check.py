@@ -132,7 +132,95 @@ def test_rule_unknown_label(variant) -> None:
 
     assert lines(variant(orphan)) == [
         "check: unknown-label: scale set tinyland-docker: publishes 'tinyland-docker-privileged', "
-        "which no runner class defines"]
+        "which no GitHub runner class defines"]
+
+
+def test_rule_unknown_label_for_extra_class_shaped_labels(variant) -> None:
+    def extra(d):
+        s = scale_set(d, "tinyland-docker")
+        s["labels"] = s["labels"] + ["tinyland-docker-privileged"]
+
+    assert lines(variant(extra)) == [
+        "check: unknown-label: scale set tinyland-docker: publishes 'tinyland-docker-privileged', "
+        "which no GitHub runner class defines"]
+
+
+def test_rule_unknown_label_rejects_a_gitlab_class(variant) -> None:
+    def gitlab(d):
+        s = scale_set(d, "tinyland-docker")
+        s["label"] = "docker"
+        s["labels"] = ["docker", "self-hosted", "linux"]
+
+    assert lines(variant(gitlab)) == [
+        "check: unknown-label: scale set tinyland-docker: publishes 'docker', which no GitHub runner class defines"]
+
+
+def test_rule_unknown_label_class_missing_from_published_labels(variant) -> None:
+    def drop(d):
+        s = scale_set(d, "tinyland-nix-gpu")
+        s["labels"] = [x for x in s["labels"] if x != "tinyland-nix-gpu"]
+
+    assert lines(variant(drop)) == [
+        "check: unknown-label: scale set tinyland-nix-gpu: runner class 'tinyland-nix-gpu' is missing from its "
+        "published labels"]
+
+
+def test_rule_no_storage_node_respects_affinity(variant) -> None:
+    def away(d):
+        s = scale_set(d, "tinyland-nix")
+        del s["node"]
+        s["affinity"] = [{"match_expressions": [
+            {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["bumble", "sting"]}]}]
+
+    assert lines(variant(away)) == []
+
+    def towards(d):
+        s = scale_set(d, "tinyland-nix")
+        del s["node"]
+        s["affinity"] = [{"match_expressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["honey", "bumble"]}]}]
+
+    assert lines(variant(towards)) == [
+        "check: no-storage-node: scale set tinyland-nix: selector {} can land on bumble, "
+        "which is never a default runner target"]
+
+
+def test_rule_gitlab_lane_on_sting_needs_the_toleration(variant) -> None:
+    assert lines(variant(lambda d: d["gitlab_runners"][2].update(node="sting"))) == []  # derived from the node
+
+    def strip(d):
+        d["gitlab_runners"][2].update(node="sting", tolerations=[])
+
+    assert lines(variant(strip)) == [
+        "check: taint-toleration: gitlab runner nix: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+
+
+def test_rule_taint_toleration_multi_node_lanes(variant) -> None:
+    def kvm_anywhere(d):
+        s = scale_set(d, "tinyland-nix-kvm")
+        del s["node"]
+        s["node_selector"] = {"capability.tinyland.dev/kvm": "true"}
+
+    # Aimed at honey and sting without tolerating sting: it simply stays on honey.
+    assert lines(variant(kvm_anywhere)) == []
+
+    def loosely(d):
+        kvm_anywhere(d)
+        scale_set(d, "tinyland-nix-kvm")["tolerations"] = [
+            {"key": "dedicated.tinyland.dev/compute-expansion", "operator": "Exists"}]
+
+    assert lines(variant(loosely)) == [
+        "check: taint-toleration: scale set tinyland-nix-kvm: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+
+
+def test_rule_envelope_fit_on_gitlab_runner(variant) -> None:
+    def fat(d):
+        d["gitlab_runners"][1]["containers"]["runner"]["requests"]["cpu"] = "33"
+
+    assert lines(variant(fat)) == [
+        "check: envelope-fit: gitlab runner dind: requests do not fit honey's allocatable even once: cpu 33 > 32"]
 
 
 def test_cli_prints_one_line_per_violation_and_exits_1(write_variant) -> None:
@@ -141,12 +229,14 @@ def test_cli_prints_one_line_per_violation_and_exits_1(write_variant) -> None:
         scale_set(d, "tinyland-dind-compute-expansion")["tolerations"] = []
 
     path = write_variant(two)
-    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check", str(path)],
-                         capture_output=True, text=True)
-    assert out.returncode == 1
-    assert out.stdout.splitlines() == [
-        "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
-        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
-        "check: taint-toleration: scale set tinyland-dind-compute-expansion: placed on sting but lacks the exact "
-        "toleration dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
-    ]
+    for how in ([str(path)], ["--topology", str(path)]):
+        out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check", *how],
+                             capture_output=True, text=True)
+        assert out.returncode == 1
+        assert out.stderr == f"{path}: 2 violation(s) of the runner-scale contract\n"
+        assert out.stdout.splitlines() == [
+            "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
+            "dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
+            "check: taint-toleration: scale set tinyland-dind-compute-expansion: placed on sting but lacks the exact "
+            "toleration dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
+        ]

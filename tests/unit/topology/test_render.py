@@ -45,7 +45,9 @@ def test_compute_expansion_nix_seeds_into_generic_ephemeral_claims(topo) -> None
     assert init["name"] == "seed-nix"
     assert init["command"] == ["flywheel-runtime"]
     assert init["args"] == ["seed-nix", "--source", "/nix", "--target", "/seed/nix",
-                            "--chown-work", "/home/runner/_work", "--work-owner", "1001:1001"]
+                            "--chown-work", "/home/runner/_work"]
+    seed_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    assert seed_mounts == {"/seed/nix": "nix", "/home/runner/_work": "work"}
     assert init["securityContext"]["runAsUser"] == 0
     claims = {v["name"]: v["ephemeral"]["volumeClaimTemplate"]["spec"] for v in spec["volumes"]}
     assert {k: (c["storageClassName"], c["resources"]["requests"]["storage"]) for k, c in claims.items()} == {
@@ -68,6 +70,49 @@ def test_dind_lanes_carry_the_daemon_sidecar(topo) -> None:
     assert "/var/lib/docker" in dind_mounts
 
 
+def test_seed_nix_passes_a_non_default_work_owner(variant) -> None:
+    topo = variant(lambda d: d["runner_pod"].update(work_owner="2000:2000"))
+    (init,) = render.pod(topo, "tinyland-nix-compute-expansion")["spec"]["initContainers"]
+    assert init["args"][-2:] == ["--work-owner", "2000:2000"]
+
+
+def test_only_seeding_lanes_have_the_init_container(topo) -> None:
+    with_init = {s.name for s in topo.scale_sets if "initContainers" in render.pod(topo, s.name)["spec"]}
+    assert with_init == {"tinyland-nix-compute-expansion"}
+    with_dind = {s.name for s in topo.scale_sets
+                 if any(c["name"] == "dind" for c in render.pod(topo, s.name)["spec"]["containers"])}
+    assert with_dind == {"tinyland-dind", "tinyland-dind-compute-expansion"}
+
+
+def test_pod_env_carries_identity_and_nix_hints(topo) -> None:
+    runner = render.pod(topo, "tinyland-nix-heavy")["spec"]["containers"][0]
+    env = {e["name"]: e for e in runner["env"]}
+    assert env["FLYWHEEL_NODE_NAME"] == {"name": "FLYWHEEL_NODE_NAME",
+                                         "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    assert env["FLYWHEEL_RUNNER_CLASS"]["value"] == "tinyland-nix-heavy"
+    assert {"NIX_CONFIG", "ATTIC_SERVER", "ATTIC_CACHE", "BAZEL_REMOTE_CACHE"} <= set(env)
+    assert env["ACTIONS_RUNNER_HOOK_JOB_STARTED"]["value"].startswith("/")
+    docker_env = {e["name"] for e in render.pod(topo, "tinyland-docker")["spec"]["containers"][0]["env"]}
+    assert not docker_env & {"NIX_CONFIG", "ATTIC_SERVER", "ATTIC_CACHE", "BAZEL_REMOTE_CACHE"}
+
+
+def test_affinity_is_rendered_and_valid(variant) -> None:
+    def aim(d):
+        s = next(s for s in d["scale_sets"] if s["name"] == "tinyland-nix-kvm")
+        del s["node"]
+        s["affinity"] = [{"match_expressions": [
+            {"key": "capability.tinyland.dev/kvm", "operator": "In", "values": ["true"]},
+            {"key": "kubernetes.io/hostname", "operator": "DoesNotExist"}]}]
+
+    pod = render.pod(variant(aim), "tinyland-nix-kvm")
+    validate(pod)
+    assert "nodeSelector" not in pod["spec"]
+    assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "capability.tinyland.dev/kvm", "operator": "In", "values": ["true"]},
+            {"key": "kubernetes.io/hostname", "operator": "DoesNotExist"}]}]}
+
+
 def test_device_lanes_pass_host_devices_through(topo) -> None:
     kvm = render.pod(topo, "tinyland-nix-kvm")["spec"]
     assert {"name": "dev-kvm", "hostPath": {"path": "/dev/kvm", "type": "CharDevice"}} in kvm["volumes"]
@@ -82,8 +127,27 @@ def test_helm_values(topo, name) -> None:
     assert values["runnerScaleSetName"] == name
     assert (values["minRunners"], values["maxRunners"]) == (ss.min_runners, ss.max_runners)
     assert values["githubConfigSecret"] == f"arc-github-app-{ss.overlay}"
+    assert values["scaleSetLabels"] == list(ss.labels)
+    assert values["template"]["spec"] == render.pod(topo, name)["spec"]
     validate({"apiVersion": "v1", "kind": "Pod", "metadata": values["template"]["metadata"],
               "spec": values["template"]["spec"]})
+
+
+def test_helm_values_github_url_is_overridable(topo) -> None:
+    assert render.helm_values(topo, "jess-nix-heavy")["githubConfigUrl"] == "https://github.com/Jesssullivan"
+    assert render.helm_values(topo, "jess-nix-heavy", github_config_url="https://github.com/acme")[
+        "githubConfigUrl"] == "https://github.com/acme"
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "helm-values",
+                          "tinyland-nix", "--github-config-url", "https://github.com/example"],
+                         capture_output=True, text=True, check=True)
+    assert yaml.safe_load(out.stdout)["githubConfigUrl"] == "https://github.com/example"
+
+
+@pytest.mark.parametrize("name", SCALE_SETS)
+def test_autoscaling_runner_set_matches_the_crd(topo, name) -> None:
+    ars = render.autoscaling_runner_set(topo, name)
+    validate(ars)  # the CRD's schema + pruning, and the template as a v1 Pod
+    assert ars["spec"]["runnerScaleSetLabels"] == list(topo.scale_set(name).labels)
 
 
 def test_node_objects_carry_real_allocatable(topo) -> None:
@@ -113,6 +177,13 @@ def test_kind_config_structure(topo) -> None:
     assert extra["max-pods"] == "110"
     assert patches["sting"]["nodeRegistration"]["name"] == "sting"
     assert "register-with-taints" not in patches["honey"]["nodeRegistration"]["kubeletExtraArgs"]
+    # honey carries runner payloads: kubeadm's control-plane taint is switched off.
+    assert patches["honey"]["nodeRegistration"]["taints"] == []
+    assert "taints" not in patches["sting"]["nodeRegistration"]
+    assert {k: n["labels"] for k, n in zip(patches, cfg["nodes"])} == {
+        "honey": {"flywheel.tinyland.dev/node": "honey", "capability.tinyland.dev/kvm": "true"},
+        "sting": {"flywheel.tinyland.dev/node": "sting", "capability.tinyland.dev/kvm": "true"},
+        "bumble": {"flywheel.tinyland.dev/node": "bumble"}}
 
 
 def test_cluster_objects_are_valid(topo) -> None:
@@ -121,8 +192,33 @@ def test_cluster_objects_are_valid(topo) -> None:
     assert kinds.count("CronJob") == 3  # two warm-pool schedules + cleanup
     for o in objs:
         validate(o)
+    assert [o["metadata"]["name"] for o in render.namespaces(topo)] == [
+        "arc-systems", "arc-runners", "gitlab-runners", "nix-cache"]
+    (pc,) = render.priority_classes(topo)
+    assert (pc["metadata"]["name"], pc["value"], pc["globalDefault"]) == ("arc-runner", -50, False)
+    (sc,) = render.storage_classes(topo)
+    assert (sc["provisioner"], sc["volumeBindingMode"], sc["reclaimPolicy"]) == (
+        "rancher.io/local-path", "WaitForFirstConsumer", "Delete")
+    assert sc["allowedTopologies"] == [{"matchLabelExpressions": [
+        {"key": "kubernetes.io/hostname", "values": ["sting"]}]}]
+    warm = render.warm_pool_cronjobs(topo)
+    assert [(c["spec"]["schedule"], c["spec"]["timeZone"]) for c in warm] == [
+        ("0 13 * * 1-5", "Etc/UTC"), ("0 1 * * *", "Etc/UTC")]
+    for c in warm:
+        job = c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert job["command"] == ["flywheel-runtime"]
+        assert job["args"][:2] == ["warm-pool", "reconcile"] and "tinyland-nix" in job["args"]
+    deps = [o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"]
+    assert [(d["metadata"]["name"], d["spec"]["replicas"]) for d in deps] == [
+        ("gitlab-runner-docker", 1), ("gitlab-runner-dind", 1), ("gitlab-runner-nix", 1)]
+    for d in deps:
+        pod_spec = d["spec"]["template"]["spec"]
+        assert pod_spec["nodeSelector"] == {"kubernetes.io/hostname": "honey"}
+        assert pod_spec["containers"][0]["image"] == topo.images["gitlab-runner"]
     cleanup = render.cleanup_cronjob(topo)
     assert cleanup["spec"]["schedule"] == "*/5 * * * *" and cleanup["spec"]["concurrencyPolicy"] == "Forbid"
+    args = cleanup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["cleanup", "runner-pods"]
     hpa = next(o for o in objs if o["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
@@ -132,6 +228,25 @@ def test_render_cli_pod_yaml_round_trips(topo) -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "pod", "tinyland-docker"],
                          capture_output=True, text=True, check=True)
     assert yaml.safe_load(out.stdout) == render.pod(topo, "tinyland-docker")
+
+
+@pytest.mark.parametrize("target,count", [
+    ("kind-config", 1), ("nodes", 3), ("gitlab", 6), ("warm-pool", 2), ("cleanup", 1), ("storage", 1)])
+def test_render_cli_targets_print_yaml(target, count) -> None:
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", target],
+                         capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+    assert len(docs) == count
+    for d in docs:
+        if d.get("kind") != "Cluster":  # kind's config is not a Kubernetes API object
+            validate(d)
+
+
+def test_render_cli_all_is_every_manifest(topo) -> None:
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "all"],
+                         capture_output=True, text=True, check=True)
+    docs = list(yaml.safe_load_all(out.stdout))
+    assert docs == render.cluster_objects(topo) + [render.pod(topo, s.name) for s in topo.scale_sets]
 
 
 def test_render_cli_missing_scale_set_is_usage_error() -> None:
