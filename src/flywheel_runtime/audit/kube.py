@@ -76,13 +76,20 @@ class Cluster:
     # -- ARC custom resources ------------------------------------------------
 
     def list_arc(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        with api_errors(self, f"listing {plural}"):
-            if namespace:
-                res = self.custom.list_namespaced_custom_object(ARC_GROUP, ARC_VERSION, namespace, plural,
-                                                                _request_timeout=REQUEST_TIMEOUT_S)
-            else:
-                res = self.custom.list_cluster_custom_object(ARC_GROUP, ARC_VERSION, plural,
-                                                             _request_timeout=REQUEST_TIMEOUT_S)
+        from kubernetes.client.rest import ApiException
+
+        try:
+            with api_errors(self, f"listing {plural}", passthrough=(404,)):
+                if namespace:
+                    res = self.custom.list_namespaced_custom_object(ARC_GROUP, ARC_VERSION, namespace, plural,
+                                                                    _request_timeout=REQUEST_TIMEOUT_S)
+                else:
+                    res = self.custom.list_cluster_custom_object(ARC_GROUP, ARC_VERSION, plural,
+                                                                 _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as exc:
+            # A list only 404s when the resource type itself is unknown.
+            raise ClusterError(f"the cluster at {self.server} has no {ARC_PLURALS.get(plural, plural)} CRD "
+                               f"({ARC_GROUP}/{ARC_VERSION}); install ARC or its CRDs first") from exc
         return list(res.get("items") or [])
 
     def get_arc(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -149,9 +156,6 @@ class api_errors:
             if exc.status == 0 or exc.status is None:
                 raise KubeconfigError(f"cluster {self.cluster.server} unreachable while {self.what}: "
                                       f"{exc.reason}") from exc
-            if exc.status == 404 and "the server could not find the requested resource" in str(exc.body or ""):
-                raise ClusterError(f"{self.what}: the cluster at {self.cluster.server} has no ARC CRDs "
-                                   f"({ARC_GROUP}/{ARC_VERSION}); install ARC or its CRDs first") from exc
             raise ClusterError(f"{self.what} on {self.cluster.server} failed: HTTP {exc.status} "
                                f"{exc.reason}") from exc
         if isinstance(exc, (HTTPError, OSError)):

@@ -124,8 +124,6 @@ def job_started(env: dict[str, str] | None = None, root: str | None = None) -> d
     env = dict(os.environ if env is None else env)
     root = root or env.get("FLYWHEEL_ROOT") or "/"
     doc = collect(root, environ=env)
-    needs = declared_devices(env)
-    problems = unmet(doc, needs)
     sdir = state_dir(env)
     hints_file = Path(env.get("FLYWHEEL_HINTS_FILE") or sdir / HINTS_NAME)
     try:
@@ -142,6 +140,12 @@ def job_started(env: dict[str, str] | None = None, root: str | None = None) -> d
     _write_atomic(sdir / STATE_NAME, json.dumps({
         "started": time.time(), "scale_set": env.get("FLYWHEEL_SCALE_SET"),
         "run_id": env.get("GITHUB_RUN_ID"), "job": env.get("GITHUB_JOB")}))
+    # Decided after publishing, so a refused job still shows what the pod has.
+    try:
+        needs = declared_devices(env)
+    except TopologyError as exc:
+        raise TopologyError(redact_text(str(exc))) from None
+    problems = unmet(doc, needs)
     if problems:
         lane = env.get("FLYWHEEL_SCALE_SET") or env.get("FLYWHEEL_RUNNER_CLASS") or "?"
         raise DeviceAbsentError(redact_text(f"lane {lane} declares {', '.join(sorted(needs))} but this pod lacks "

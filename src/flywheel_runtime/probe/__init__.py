@@ -8,7 +8,9 @@ NVML and the Vulkan binding are imported only when consulted.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: this runs before every job
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "collect", "env_pairs", "to_env", "to_markdown", "probe_nix", "probe_runner"]
 

@@ -12,10 +12,14 @@ import errno
 import os
 import re
 import stat
-from pathlib import Path
-from typing import Any
-
 from flywheel_runtime.probe._access import access_via, group_name
+from flywheel_runtime.probe._fs import read_text, rooted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from flywheel_runtime.probe._fs import RootLike
 
 # PCI vendor ids (lower-case, as sysfs writes them) of the GPUs a runner may meet.
 VENDORS = {
@@ -29,21 +33,19 @@ NODE_RE = re.compile(r"(card|renderD)(\d+)")
 NO_DRIVER_ERRNOS = (errno.ENXIO, errno.ENODEV)
 
 
-def _read(p: Path) -> str | None:
-    try:
-        return p.read_text().strip()
-    except OSError:
-        return None
+def _read(p: str) -> str | None:
+    text = read_text(p, limit=4096)
+    return None if text is None else text.strip()
 
 
-def _link_name(p: Path) -> str | None:
+def _link_name(p: str) -> str | None:
     try:
         return os.path.basename(os.readlink(p).rstrip("/"))
     except OSError:
         return None
 
 
-def _open_check(path: Path) -> tuple[bool, str | None]:
+def _open_check(path: str) -> tuple[bool, str | None]:
     """(may this process open it read-write, the error of the real attempt)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
@@ -53,25 +55,25 @@ def _open_check(path: Path) -> tuple[bool, str | None]:
     return True, None
 
 
-def describe(root: Path, name: str) -> dict[str, Any] | None:
+def describe(root: RootLike, name: str) -> dict[str, Any] | None:
     """One /dev/dri node, or None when it vanished or is not a DRM node name."""
     m = NODE_RE.fullmatch(name)
     if not m:
         return None
-    path = root / "dev" / "dri" / name
+    path = rooted(root, f"/dev/dri/{name}")
     try:
         st = os.stat(path)
     except OSError:
         return None
-    sysdev = root / "sys" / "class" / "drm" / name / "device"
-    vendor_id, device_id = _read(sysdev / "vendor"), _read(sysdev / "device")
+    sysdev = rooted(root, f"/sys/class/drm/{name}/device")
+    vendor_id, device_id = _read(f"{sysdev}/vendor"), _read(f"{sysdev}/device")
     slot = None
-    for line in (_read(sysdev / "uevent") or "").splitlines():
+    for line in (_read(f"{sysdev}/uevent") or "").splitlines():
         if line.startswith("PCI_SLOT_NAME="):
             slot = line.split("=", 1)[1]
     if slot is None:  # non-PCI (platform) devices have no PCI_SLOT_NAME: the device dir names it
-        slot = os.path.basename(os.path.realpath(sysdev)) if sysdev.exists() else None
-    boot_vga = _read(sysdev / "boot_vga")
+        slot = os.path.basename(os.path.realpath(sysdev)) if os.path.exists(sysdev) else None
+    boot_vga = _read(f"{sysdev}/boot_vga")
     is_chr = stat.S_ISCHR(st.st_mode)
     dev: dict[str, Any] = {
         "path": f"/dev/dri/{name}",
@@ -81,7 +83,7 @@ def describe(root: Path, name: str) -> dict[str, Any] | None:
         "vendor_id": vendor_id,
         "device_id": device_id,
         "vendor": VENDORS.get(vendor_id.lower(), "unknown") if vendor_id else None,
-        "driver": _link_name(sysdev / "driver"),
+        "driver": _link_name(f"{sysdev}/driver"),
         "pci_slot": slot,
         "boot_vga": boot_vga == "1" if boot_vga is not None else None,
         "group": group_name(st.st_gid),
@@ -95,15 +97,14 @@ def describe(root: Path, name: str) -> dict[str, Any] | None:
     return dev
 
 
-def probe_dri(root: str | Path = "/") -> dict[str, Any]:
+def probe_dri(root: RootLike = "/") -> dict[str, Any]:
     """Every card*/renderD* under ``root``/dev/dri, sorted by name."""
-    r = Path(root)
     try:
-        names = sorted(os.listdir(r / "dev" / "dri"))
+        names = sorted(os.listdir(rooted(root, "/dev/dri")))
     except FileNotFoundError:
         return {"present": False, "devices": [], "reason": "/dev/dri does not exist"}
     except OSError as exc:
         return {"present": False, "devices": [], "reason": f"cannot list /dev/dri: {exc.strerror}"}
-    devices = [d for d in (describe(r, n) for n in names) if d is not None]
+    devices = [d for d in (describe(root, n) for n in names) if d is not None]
     return {"present": bool(devices), "devices": devices,
             "reason": None if devices else "/dev/dri has no card or render nodes"}

@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
-from typing import Any
 
+from flywheel_runtime.probe._fs import rooted
 from flywheel_runtime.probe.dri import probe_dri
 from flywheel_runtime.probe.kvm import probe_kvm
 from flywheel_runtime.probe.vulkan import probe_vulkan
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from flywheel_runtime.probe._fs import RootLike
+
 SCHEMA = "flywheel.tinyland.dev/hints/v1"
-SCHEMA_FILE = Path(__file__).with_name("hints.schema.json")
+SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hints.schema.json")
 # Written by flywheel_runtime.nixseed into the seeded /nix; read here without
 # importing the seeder (its format may move on: unknown formats are reported).
 STAMP_NAME = ".flywheel-seed.json"
@@ -31,7 +36,7 @@ RUNNER_ENV = {"runner_class": "FLYWHEEL_RUNNER_CLASS", "scale_set": "FLYWHEEL_SC
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,:/+=@-]")
 
 
-def _read_stamp(path: Path) -> tuple[str, dict[str, Any] | None]:
+def _read_stamp(path: str) -> tuple[str, dict[str, Any] | None]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -51,13 +56,13 @@ def _read_stamp(path: Path) -> tuple[str, dict[str, Any] | None]:
     return "seeded", data
 
 
-def probe_nix(root: str | Path = "/") -> dict[str, Any]:
+def probe_nix(root: RootLike = "/") -> dict[str, Any]:
     """The store, and which image it was seeded from (the seeder's stamp)."""
-    nix = Path(root) / "nix"
-    state, stamp = _read_stamp(nix / STAMP_NAME)
-    if state == "absent" and (nix / PARTIAL_NAME).exists():
+    nix = rooted(root, "/nix")
+    state, stamp = _read_stamp(os.path.join(nix, STAMP_NAME))
+    if state == "absent" and os.path.exists(os.path.join(nix, PARTIAL_NAME)):
         state = "partial"  # a seed was interrupted; the next seed-nix finishes it
-    out: dict[str, Any] = {"store_present": (nix / "store").is_dir(), "seed_state": state, "seeded_from": None,
+    out: dict[str, Any] = {"store_present": os.path.isdir(os.path.join(nix, "store")), "seed_state": state, "seeded_from": None,
                            "seeded_at": None, "seed_source": None}
     if stamp:
         for key, field in (("seeded_from", "identity"), ("seeded_at", "seeded_at"), ("seed_source", "source")):
@@ -70,11 +75,11 @@ def probe_runner(environ: dict[str, str]) -> dict[str, Any]:
     return {key: environ.get(var) or None for key, var in RUNNER_ENV.items()}
 
 
-def collect(root: str | Path = "/", *, deep: bool = False, environ: dict[str, str] | None = None,
+def collect(root: RootLike = "/", *, deep: bool = False, environ: dict[str, str] | None = None,
             nvidia: bool = True) -> dict[str, Any]:
     """Probe everything under ``root``; ``environ`` (default os.environ) names the pod."""
     env = dict(os.environ if environ is None else environ)
-    doc: dict[str, Any] = {"schema": SCHEMA, "root": str(root)}
+    doc: dict[str, Any] = {"schema": SCHEMA, "root": os.fspath(root)}
     doc["kvm"] = probe_kvm(root)
     doc["dri"] = probe_dri(root)
     if nvidia:
@@ -143,7 +148,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
     vk_cell = f"loader {yes[bool(vk['loader'])]}, {len(vk['icds'])} ICD(s)"
     if isinstance(vk.get("devices"), list):
         vk_cell += ", devices: " + (", ".join(f"{d['name']} ({d['type']})" for d in vk["devices"]) or "none")
-    nix_cell = f"store {yes[nix['store_present']]}, seed {nix['seed_state']}"
+    seed_words = {"seeded": "seeded", "absent": "not seeded by flywheel", "partial": "seed interrupted",
+                  "unreadable": "seed stamp unreadable", "unknown-format": "seed stamp of an unknown format"}
+    nix_cell = f"store {yes[nix['store_present']]}, {seed_words.get(nix['seed_state'], nix['seed_state'])}"
     if nix["seeded_from"]:
         nix_cell += f" from {nix['seeded_from'][:19]}"
     rows = [

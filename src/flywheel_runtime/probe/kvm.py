@@ -16,10 +16,14 @@ import errno
 import fcntl
 import os
 import stat
-from pathlib import Path
-from typing import Any
-
 from flywheel_runtime.probe._access import access_via, group_name
+from flywheel_runtime.probe._fs import read_text, rooted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from flywheel_runtime.probe._fs import RootLike
 
 # ioctl numbers: _IO(KVMIO=0xAE, nr) from linux/kvm.h.
 KVM_GET_API_VERSION = 0xAE00
@@ -38,15 +42,10 @@ CAPABILITIES = {
 NESTED_PARAMS = ("kvm_intel", "kvm_amd")  # kvm_intel reads Y/N, kvm_amd 1/0
 
 
-def _rooted(root: str | Path, path: str) -> Path:
-    return Path(root) / path.lstrip("/")
-
-
-def cpu_flags(root: str | Path = "/") -> list[str]:
+def cpu_flags(root: RootLike = "/") -> list[str]:
     """The virtualisation-related CPU flags (reported only: never a reason to reject)."""
-    try:
-        text = _rooted(root, "/proc/cpuinfo").read_text()
-    except OSError:
+    text = read_text(rooted(root, "/proc/cpuinfo"))
+    if text is None:
         return []
     for line in text.splitlines():
         if line.startswith("flags"):
@@ -55,20 +54,20 @@ def cpu_flags(root: str | Path = "/") -> list[str]:
     return []
 
 
-def nested(root: str | Path = "/") -> dict[str, Any]:
+def nested(root: RootLike = "/") -> dict[str, Any]:
     """Nested virtualisation as the loaded vendor module reports it."""
     for mod in NESTED_PARAMS:
-        try:
-            raw = _rooted(root, f"/sys/module/{mod}/parameters/nested").read_text().strip()
-        except OSError:
+        raw = read_text(rooted(root, f"/sys/module/{mod}/parameters/nested"))
+        if raw is None:
             continue
+        raw = raw.strip()
         return {"module": mod, "value": raw, "enabled": raw in ("Y", "y", "1")}
     return {"module": None, "value": None, "enabled": None}
 
 
-def probe_kvm(root: str | Path = "/") -> dict[str, Any]:
+def probe_kvm(root: RootLike = "/") -> dict[str, Any]:
     """Describe /dev/kvm under ``root``; ``usable`` only when the ioctls answered."""
-    path = _rooted(root, "/dev/kvm")
+    path = rooted(root, "/dev/kvm")
     out: dict[str, Any] = {"path": "/dev/kvm", "present": False, "usable": False, "api_version": None,
                            "reason": None, "char_device": None, "device_number": None, "group": None,
                            "mode": None, "access_via": None, "accessible": False, "capabilities": {},

@@ -11,8 +11,14 @@ a unit test checks the two agree on this machine.
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
+
+from flywheel_runtime.probe._fs import is_live, read_text, rooted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from flywheel_runtime.probe._fs import RootLike
 
 NVML_LIBRARY = "libnvidia-ml.so.1"  # the soname pynvml dlopens on Linux
 # What pynvml raises when that dlopen fails (NVML_ERROR_LIBRARY_NOT_FOUND).
@@ -25,11 +31,10 @@ def _empty() -> dict[str, Any]:
             "reason": None, "error": None}
 
 
-def kernel_module_version(root: str | Path = "/") -> str | None:
+def kernel_module_version(root: RootLike = "/") -> str | None:
     """The loaded kernel module's version from procfs (readable under a captured root too)."""
-    try:
-        text = (Path(root) / PROC_VERSION.lstrip("/")).read_text()
-    except OSError:
+    text = read_text(rooted(root, PROC_VERSION))
+    if text is None:
         return None
     m = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
     return m.group(1) if m else None
@@ -52,11 +57,11 @@ def _fail(out: dict[str, Any], name: str, code: Any, message: str, detail: str =
     return out
 
 
-def probe_nvidia(root: str | Path = "/") -> dict[str, Any]:
+def probe_nvidia(root: RootLike = "/") -> dict[str, Any]:
     """Driver, CUDA and per-GPU facts from NVML; ``present`` only when NVML lists a GPU."""
     out = _empty()
     out["kernel_module"] = kernel_module_version(root)
-    if str(root) != "/":
+    if not is_live(root):
         out["reason"] = "NVML is not consulted under --root (it reads the live driver)"
         return out
     dlerror = _library_loadable()

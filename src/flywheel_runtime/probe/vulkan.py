@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+
+from flywheel_runtime.probe._fs import as_seen, is_live, read_text, rooted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from flywheel_runtime.probe._fs import RootLike
 
 LOADER = "libvulkan.so.1"
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64",
@@ -24,16 +30,12 @@ STANDARD_ICD_DIRS = ("/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d", "/usr
 DEVICE_TYPES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
 
 
-def _rooted(root: str | Path, p: str) -> Path:
-    return Path(root) / p.lstrip("/")
-
-
-def find_loader(root: str | Path = "/") -> str | None:
+def find_loader(root: RootLike = "/") -> str | None:
     """The loader's path as the pod sees it, or None."""
     for d in LIB_DIRS:
-        if _rooted(root, d).joinpath(LOADER).exists():
+        if os.path.exists(rooted(root, f"{d}/{LOADER}")):
             return f"{d}/{LOADER}"
-    if str(root) == "/":  # only the live system has an ld.so cache worth asking
+    if is_live(root):  # only the live system has an ld.so cache worth asking
         import ctypes.util
 
         found = ctypes.util.find_library("vulkan")
@@ -53,18 +55,21 @@ def icd_search_dirs(environ: dict[str, str]) -> list[str]:
     return list(dict.fromkeys([*dirs, *STANDARD_ICD_DIRS]))
 
 
-def _expand(root: str | Path, entries: list[str]) -> list[Path]:
-    out: list[Path] = []
+def _expand(root: RootLike, entries: list[str]) -> list[str]:
+    out: list[str] = []
     for e in entries:
-        p = _rooted(root, e)
-        if p.is_dir():
-            out += sorted(p.glob("*.json"))
-        elif p.exists():
+        p = rooted(root, e)
+        if os.path.isdir(p):
+            try:
+                out += [os.path.join(p, n) for n in sorted(os.listdir(p)) if n.endswith(".json")]
+            except OSError:
+                pass
+        elif os.path.exists(p):
             out.append(p)
     return out
 
 
-def icd_files(root: str | Path = "/", environ: dict[str, str] | None = None) -> list[Path]:
+def icd_files(root: RootLike = "/", environ: dict[str, str] | None = None) -> list[str]:
     """Manifest files in the loader's order (duplicates dropped)."""
     env = dict(os.environ if environ is None else environ)
     explicit = env.get("VK_DRIVER_FILES") or env.get("VK_ICD_FILENAMES")
@@ -76,21 +81,14 @@ def icd_files(root: str | Path = "/", environ: dict[str, str] | None = None) -> 
     return list(dict.fromkeys(found))
 
 
-def _as_seen(root: str | Path, f: Path) -> str:
-    """A path as the pod sees it (relative to ``root``)."""
-    if str(root) == "/":
-        return str(f)
-    try:
-        return "/" + str(f.relative_to(root))
-    except ValueError:
-        return str(f)
-
-
-def parse_manifest(root: str | Path, f: Path) -> dict[str, Any]:
-    entry: dict[str, Any] = {"manifest": _as_seen(root, f), "library_path": None, "api_version": None,
+def parse_manifest(root: RootLike, f: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"manifest": as_seen(root, f), "library_path": None, "api_version": None,
                              "error": None}
     try:
-        data = json.loads(f.read_text())
+        text = read_text(f)
+        if text is None:
+            raise OSError(f"cannot read {f}")
+        data = json.loads(text)
         icd = data["ICD"]
         entry["library_path"], entry["api_version"] = icd.get("library_path"), icd.get("api_version")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -98,14 +96,14 @@ def parse_manifest(root: str | Path, f: Path) -> dict[str, Any]:
     return entry
 
 
-def probe_vulkan(root: str | Path = "/", deep: bool = False,
+def probe_vulkan(root: RootLike = "/", deep: bool = False,
                  environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Loader and manifests always; physical devices only with ``deep`` on the live system."""
     out: dict[str, Any] = {"loader": find_loader(root),
                            "icds": [parse_manifest(root, f) for f in icd_files(root, environ)],
                            "devices": None, "devices_reason": "not enumerated (use --deep)"}
     if deep:
-        if str(root) != "/":
+        if not is_live(root):
             out["devices_reason"] = "not enumerated under --root (enumeration loads the live drivers)"
         elif out["loader"] is None:
             out["devices_reason"] = f"no Vulkan loader ({LOADER}) found"

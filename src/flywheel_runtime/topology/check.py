@@ -2,7 +2,16 @@
 
 Each rule returns violations as stable one-line strings,
 ``check: <rule>: <subject>: <what>``, so CI logs diff cleanly and tests can
-assert exact lines.
+assert exact lines.  Rules, in output order:
+
+no-storage-node    a default ARC or GitLab selector can land on bumble (a node
+                   that is never a runner target), cordon or not
+taint-toleration   a lane placed on a tainted node (sting) lacks the exact toleration
+orphan-toleration  a lane tolerates a taint no node carries
+label-identity     a published label encodes an owner or repository name
+label-taxonomy     a published label falls outside the label taxonomy
+envelope-fit       a lane's summed pod requests cannot fit its node even once
+unknown-label      a scale set publishes a label no GitHub runner class defines
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
     for name, c in doc["runner_classes"].items():
         if c["image"] not in images:
             raise _fail(source, f"runner_classes.{name}.image", "one of the images " + ", ".join(images), c["image"])
-        runner_classes.append(RunnerClass(name, c["forge"], c["use"], c["image"], frozenset(c["devices"])))
+        runner_classes.append(RunnerClass(name, c["forge"], c["use"], c["image"], frozenset(c["devices"]),
+                                          tuple(c["tags"])))
     classes = {c.name: c for c in runner_classes}
     profiles = doc["hint_profiles"]
 
@@ -184,7 +185,9 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             raise _fail(source, f"{path}.min_runners", f"at most max_runners ({s['max_runners']})", s["min_runners"])
         rc = classes.get(s["label"])
         scale_sets.append(ScaleSet(
-            name=s["name"], overlay=s["overlay"], label=s["label"], labels=tuple(s["labels"]),
+            name=s["name"], overlay=s["overlay"], label=s["label"],
+            # Published labels come from the runner class unless written out.
+            labels=tuple(s["labels"]) if s["labels"] is not None else (rc.labels if rc else (s["label"],)),
             namespace=s["namespace"], min_runners=s["min_runners"], max_runners=s["max_runners"],
             node=s["node"], placement=_placement(s, nodes, source, path),
             envelope=_envelope(s["containers"]), volumes=volumes_of(s, path, s["containers"]),

@@ -242,6 +242,11 @@ class RunnerClass:
     use: str
     image: str
     devices: frozenset[str]
+    tags: tuple[str, ...] = ()  # published after the class label by every scale set of the class
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.name, *self.tags)
 
 
 @dataclass(frozen=True)

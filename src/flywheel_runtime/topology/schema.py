@@ -255,6 +255,7 @@ class RunnerClassDoc:
     use: str
     image: Name
     devices: list[Literal["kvm", "dri"]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 @_doc
@@ -262,7 +263,7 @@ class ScaleSetDoc:
     name: Name
     overlay: Name
     label: str
-    labels: list[str]
+    labels: list[str] | None = None
     namespace: Name = "arc-runners"
     min_runners: NonNegative = 0
     max_runners: NonNegative

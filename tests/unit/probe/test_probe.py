@@ -19,7 +19,7 @@ from tests.unit.probe.tree import CARDS, as_nobody, make_root
 
 REPO = Path(__file__).resolve().parents[3]
 HAVE_KVM = os.path.exists("/dev/kvm")
-SCHEMA = json.loads(SCHEMA_FILE.read_text())
+SCHEMA = json.loads(Path(SCHEMA_FILE).read_text())
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -224,11 +224,11 @@ def test_vk_driver_files_override_the_search_and_accept_directories(tmp_path: Pa
     d.mkdir()
     (d / "b.json").write_text("{}")
     (d / "a.json").write_text("{}")
-    assert icd_files("/", {"VK_DRIVER_FILES": str(f)}) == [f]
-    assert icd_files("/", {"VK_ICD_FILENAMES": str(f)}) == [f]
-    assert icd_files("/", {"VK_DRIVER_FILES": f"{d}:{f}"}) == [d / "a.json", d / "b.json", f]
+    assert icd_files("/", {"VK_DRIVER_FILES": str(f)}) == [str(f)]
+    assert icd_files("/", {"VK_ICD_FILENAMES": str(f)}) == [str(f)]
+    assert icd_files("/", {"VK_DRIVER_FILES": f"{d}:{f}"}) == [str(d / "a.json"), str(d / "b.json"), str(f)]
     added = icd_files("/", {"VK_DRIVER_FILES": str(f), "VK_ADD_DRIVER_FILES": str(d / "b.json")})
-    assert added == [d / "b.json", f]
+    assert added == [str(d / "b.json"), str(f)]
 
 
 def test_icd_search_follows_the_loader_order() -> None:
@@ -349,14 +349,18 @@ def test_env_pairs_cover_every_section() -> None:
         assert any(word in k for k in keys), word
 
 
-def test_hints_cli_formats_and_root() -> None:
+def test_hints_cli_formats_and_root(tmp_path: Path) -> None:
     for fmt in ("json", "env", "markdown"):
         out = _cli("hints", "--format", fmt)
         assert out.returncode == 0 and out.stdout, out.stderr
-    doc = json.loads(_cli("hints", "--root", str(REPO / "nonexistent-root")).stdout)
-    jsonschema.validate(doc, SCHEMA)
-    assert doc["root"].endswith("nonexistent-root") and not doc["kvm"]["present"]
-    assert not doc["vulkan"]["icds"] and doc["vulkan"]["loader"] is None
+    for args, env in ((["--root", str(tmp_path)], {}), ([], {"FLYWHEEL_ROOT": str(tmp_path)})):
+        doc = json.loads(_cli("hints", *args, env=env).stdout)
+        jsonschema.validate(doc, SCHEMA)
+        assert doc["root"] == str(tmp_path) and not doc["kvm"]["present"]
+        assert not doc["vulkan"]["icds"] and doc["vulkan"]["loader"] is None
+    missing = _cli("hints", "--root", str(tmp_path / "typo"))
+    assert missing.returncode == 7 and missing.stderr.strip() == (
+        f"flywheel-runtime: hints: probe root {tmp_path / 'typo'} is not a directory (--root / $FLYWHEEL_ROOT)")
 
 
 def test_hints_path_stays_light() -> None:

@@ -46,3 +46,10 @@ def write_variant(raw: dict[str, Any], tmp_path: Path):
 
 def scale_set(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in data["scale_sets"] if s["name"] == name)
+
+
+def published(data: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """The labels a scale set entry publishes: its own list, else its class's."""
+    if s.get("labels") is not None:
+        return list(s["labels"])
+    return [s["label"], *data["runner_classes"][s["label"]].get("tags", [])]

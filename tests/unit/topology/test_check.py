@@ -9,7 +9,7 @@ import pytest
 
 from flywheel_runtime.topology.check import check
 
-from .conftest import scale_set
+from .conftest import published, scale_set
 
 STING_TAINT = {"key": "dedicated.tinyland.dev/compute-expansion", "operator": "Equal", "value": "true",
                "effect": "NoSchedule"}
@@ -81,7 +81,7 @@ def test_rule_orphan_toleration(variant) -> None:
 def test_rule_label_identity(variant) -> None:
     def owner(d):
         s = scale_set(d, "jess-nix-heavy")
-        s["labels"] = s["labels"] + ["tinyland-nix-jess"]
+        s["labels"] = published(d, s) + ["tinyland-nix-jess"]
 
     assert lines(variant(owner)) == [
         "check: label-identity: scale set jess-nix-heavy: label 'tinyland-nix-jess' encodes owner or repository 'jess'"]
@@ -91,7 +91,7 @@ def test_rule_label_identity_catches_repository_names(variant) -> None:
     def repo(d):
         d["overlays"]["tinyland"]["github_config_url"] = "https://github.com/tinyland-inc/lab"
         s = scale_set(d, "tinyland-nix")
-        s["labels"] = s["labels"] + ["lab-runner"]
+        s["labels"] = published(d, s) + ["lab-runner"]
 
     assert lines(variant(repo)) == [
         "check: label-identity: scale set tinyland-nix: label 'lab-runner' encodes owner or repository 'lab'"]
@@ -100,10 +100,18 @@ def test_rule_label_identity_catches_repository_names(variant) -> None:
 def test_rule_label_taxonomy(variant) -> None:
     def odd(d):
         s = scale_set(d, "tinyland-docker")
-        s["labels"] = s["labels"] + ["tinyland-docker-turbo"]
+        s["labels"] = published(d, s) + ["tinyland-docker-turbo"]
 
     assert lines(variant(odd)) == [
         "check: label-taxonomy: scale set tinyland-docker: label 'tinyland-docker-turbo' is outside the label taxonomy"]
+
+
+def test_rule_label_taxonomy_covers_runner_class_tags(variant) -> None:
+    def turbo(d):
+        d["runner_classes"]["tinyland-docker"]["tags"].append("turbo")
+
+    assert lines(variant(turbo)) == [
+        "check: label-taxonomy: scale set tinyland-docker: label 'turbo' is outside the label taxonomy"]
 
 
 def test_rule_envelope_fit(variant) -> None:
@@ -138,7 +146,7 @@ def test_rule_unknown_label(variant) -> None:
 def test_rule_unknown_label_for_extra_class_shaped_labels(variant) -> None:
     def extra(d):
         s = scale_set(d, "tinyland-docker")
-        s["labels"] = s["labels"] + ["tinyland-docker-privileged"]
+        s["labels"] = published(d, s) + ["tinyland-docker-privileged"]
 
     assert lines(variant(extra)) == [
         "check: unknown-label: scale set tinyland-docker: publishes 'tinyland-docker-privileged', "
@@ -158,7 +166,7 @@ def test_rule_unknown_label_rejects_a_gitlab_class(variant) -> None:
 def test_rule_unknown_label_class_missing_from_published_labels(variant) -> None:
     def drop(d):
         s = scale_set(d, "tinyland-nix-gpu")
-        s["labels"] = [x for x in s["labels"] if x != "tinyland-nix-gpu"]
+        s["labels"] = [x for x in published(d, s) if x != "tinyland-nix-gpu"]
 
     assert lines(variant(drop)) == [
         "check: unknown-label: scale set tinyland-nix-gpu: runner class 'tinyland-nix-gpu' is missing from its "

@@ -54,7 +54,13 @@ def test_shipped_topology_encodes_the_platform(topo) -> None:
         "tinyland-nix-kvm": ("tinyland", "tinyland-nix-kvm", "honey", 0, 1),
         "tinyland-nix-gpu": ("tinyland", "tinyland-nix-gpu", "honey", 0, 1),
     }
+    # Published label sets come from the runner class, written once.
     assert topo.scale_set("tinyland-nix").labels == ("tinyland-nix", "self-hosted", "nix", "linux")
+    assert topo.scale_set("tinyland-nix-compute-expansion").labels == topo.scale_set("tinyland-nix").labels
+    assert topo.scale_set("jess-nix-heavy").labels == ("tinyland-nix-heavy", "self-hosted", "nix", "linux")
+    assert topo.scale_set("tinyland-nix-gpu").labels == (
+        "tinyland-nix-gpu", "self-hosted", "nix", "linux", "gpu", "webgpu", "dawn")
+    assert topo.scale_set("tinyland-dind-compute-expansion").labels == ("tinyland-dind", "self-hosted", "dind", "linux")
     # Two overlays publish the heavy label, each with its own cap.
     assert {s.overlay for s in topo.scale_sets_for("tinyland-nix-heavy")} == {"tinyland", "jess"}
     assert topo.scale_set("tinyland-nix-kvm").devices == {"kvm"}
