@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from flywheel_runtime.errors import FlywheelError
+from flywheel_runtime.hooks.redact import redact_text
 
 DEFAULT_HINTS_FILE = "/run/flywheel/hints.json"
 EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126  # the shell's codes: what a pod's status shows elsewhere
 
 
 def write_hints(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` atomically."""
+    """Write ``doc`` to ``path`` atomically (secret-shaped values masked)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
+            fh.write(redact_text(json.dumps(doc, indent=2)) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # jobs run as another uid may read it

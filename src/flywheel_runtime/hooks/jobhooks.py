@@ -127,7 +127,7 @@ def job_started(env: dict[str, str] | None = None, root: str | None = None) -> d
     sdir = state_dir(env)
     hints_file = Path(env.get("FLYWHEEL_HINTS_FILE") or sdir / HINTS_NAME)
     try:
-        _write_atomic(hints_file, json.dumps(doc, indent=2) + "\n")
+        _write_atomic(hints_file, redact_text(json.dumps(doc, indent=2)) + "\n")
     except OSError as exc:  # the hints file is a convenience: never fail a job over it
         print(f"flywheel: hints file {hints_file} not written: {exc.strerror}", file=sys.stderr)
         hints_file = None  # type: ignore[assignment]
@@ -137,9 +137,12 @@ def job_started(env: dict[str, str] | None = None, root: str | None = None) -> d
     if env.get("GITHUB_STEP_SUMMARY"):
         if not append_summary(env["GITHUB_STEP_SUMMARY"], to_markdown(doc)):
             print("flywheel: job summary is at its 1 MiB cap; hints table left out", file=sys.stderr)
-    _write_atomic(sdir / STATE_NAME, json.dumps({
-        "started": time.time(), "scale_set": env.get("FLYWHEEL_SCALE_SET"),
-        "run_id": env.get("GITHUB_RUN_ID"), "job": env.get("GITHUB_JOB")}))
+    try:
+        _write_atomic(sdir / STATE_NAME, json.dumps({
+            "started": time.time(), "scale_set": env.get("FLYWHEEL_SCALE_SET"),
+            "run_id": env.get("GITHUB_RUN_ID"), "job": env.get("GITHUB_JOB")}))
+    except OSError as exc:  # only the duration is lost: not worth failing a job
+        print(f"flywheel: job start not recorded in {sdir}: {exc.strerror}", file=sys.stderr)
     # Decided after publishing, so a refused job still shows what the pod has.
     try:
         needs = declared_devices(env)

@@ -137,7 +137,8 @@ def test_secret_shaped_pod_values_never_reach_github_env(tmp_path: Path) -> None
     env = _job_env(tmp_path, "", "/", "ghp_" + "L" * 36)  # a class name that looks like a token
     out = _run(["hook", "job-started"], env)
     assert out.returncode == 3  # no such runner class; the error line is redacted too
-    written = out.stderr + (tmp_path / "github_env").read_text() + (tmp_path / "summary.md").read_text()
+    written = (out.stderr + (tmp_path / "github_env").read_text() + (tmp_path / "summary.md").read_text()
+               + (tmp_path / "temp" / "flywheel-hints.json").read_text())
     assert "ghp_" + "L" * 36 not in written
     assert _published(tmp_path)["FLYWHEEL_RUNNER_CLASS"] == "[redacted]"
 
@@ -294,6 +295,13 @@ def test_entrypoint_execs_so_signals_reach_the_command(tmp_path: Path) -> None:
     assert marker.read_text() == "TERM"
 
 
+def test_entrypoint_hints_file_masks_secret_shaped_values(tmp_path: Path) -> None:
+    hints = tmp_path / "hints.json"
+    out = _run(["entrypoint", "--", "true"], {"FLYWHEEL_HINTS_FILE": str(hints), "FLYWHEEL_NODE_NAME": TOKEN})
+    assert out.returncode == 0, out.stderr
+    assert TOKEN not in hints.read_text() and json.loads(hints.read_text())["runner"]["node"] == "[redacted]"
+
+
 def test_entrypoint_falls_back_when_the_hints_file_cannot_be_written(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -327,3 +335,11 @@ def test_entrypoint_fails_the_pod_when_the_seed_source_is_missing(tmp_path: Path
                                               "FLYWHEEL_SEED_NIX_TARGET": str(tmp_path / "v"),
                                               "FLYWHEEL_HINTS_FILE": str(tmp_path / "h.json")})
     assert out.returncode == 7, out.stderr  # SourceMissingError: the runner never starts
+
+
+def test_hints_file_default_and_fallback_order(tmp_path: Path) -> None:
+    from flywheel_runtime.hooks.entrypoint import hints_paths
+
+    assert hints_paths({"RUNNER_TEMP": str(tmp_path)}) == [Path("/run/flywheel/hints.json"),
+                                                           tmp_path / "flywheel-hints.json"]
+    assert hints_paths({"FLYWHEEL_HINTS_FILE": "/x/h.json", "RUNNER_TEMP": str(tmp_path)}) == [Path("/x/h.json")]

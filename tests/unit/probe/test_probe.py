@@ -377,3 +377,11 @@ def test_hints_path_stays_light() -> None:
                                                  f"print(','.join(m for m in {heavy!r} if m in sys.modules))"],
                           capture_output=True, text=True, check=True)
     assert bare.stdout.strip() == ""
+
+
+def test_check_jsonschema_accepts_the_cli_output(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("check-jsonschema")
+    out = tmp_path / "hints.json"
+    out.write_text(_cli("hints", "--deep").stdout)
+    res = subprocess.run([str(exe), "--schemafile", SCHEMA_FILE, str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
