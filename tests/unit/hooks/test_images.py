@@ -210,8 +210,7 @@ def test_nix_image_ships_nix_and_seed_nix(dockerfile) -> None:
 def test_every_target_ends_unprivileged(dockerfile) -> None:
     _, stages = dockerfile
     for target in _our_images():
-        chain, users = stages[target], []
-        users = chain.args("USER")
+        users = stages[target].args("USER")
         assert users and users[-1] not in ("0", "root"), f"{target} ends as {users[-1:]}"
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -385,3 +386,43 @@ def test_check_jsonschema_accepts_the_cli_output(tmp_path: Path) -> None:
     out.write_text(_cli("hints", "--deep").stdout)
     res = subprocess.run([str(exe), "--schemafile", SCHEMA_FILE, str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding a stand-in libnvidia-ml.so.1, built from data/fake_nvml.c."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        pytest.skip("no C compiler to build the stand-in NVML library (apt-get install gcc)")
+    out = tmp_path_factory.mktemp("nvml")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out / "libnvidia-ml.so.1"),
+                    str(Path(__file__).with_name("data") / "fake_nvml.c")], check=True)
+    return out
+
+
+def test_nvidia_through_nvml_when_a_driver_answers(fake_nvml: Path) -> None:
+    out = _cli("hints", env={"LD_LIBRARY_PATH": str(fake_nvml)})
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["nvidia"] == {
+        "present": True, "driver_version": "550.54.15", "cuda_version": "12.4", "kernel_module": None,
+        "reason": None, "error": None,
+        "gpus": [{"index": 0, "name": "NVIDIA H200", "uuid": "GPU-11111111-2222-3333-4444-555555555555",
+                  "memory_total": 150754820096, "mig": {"enabled": True, "pending": True}},
+                 {"index": 1, "name": "NVIDIA L4", "uuid": "GPU-66666666-7777-8888-9999-000000000000",
+                  "memory_total": 24152899584, "mig": None}]}
+    env = dict(ln.split("=", 1) for ln in to_env(doc).splitlines())
+    assert (env["FLYWHEEL_NVIDIA"], env["FLYWHEEL_NVIDIA_DRIVER"], env["FLYWHEEL_NVIDIA_GPUS"]) == ("1", "550.54.15", "2")
+    assert "| NVIDIA | NVIDIA H200, NVIDIA L4 (driver 550.54.15, CUDA 12.4) |" in to_markdown(doc)
+
+
+@pytest.mark.parametrize("mode,name,code,message", [("driver", "NVMLError_DriverNotLoaded", 9, "Driver Not Loaded"),
+                                                    ("perm", "NVMLError_NoPermission", 4, "Insufficient Permissions")])
+def test_nvml_failures_are_reported_never_raised(fake_nvml: Path, mode: str, name: str, code: int,
+                                                 message: str) -> None:
+    out = _cli("hints", "--format", "json", env={"LD_LIBRARY_PATH": str(fake_nvml), "FAKE_NVML_MODE": mode})
+    assert out.returncode == 0, out.stderr
+    nv = json.loads(out.stdout)["nvidia"]
+    assert nv["present"] is False and nv["error"] == {"name": name, "code": code, "message": message}
+    assert nv["reason"] == f"NVML: {message} ({name}, code {code})"
