@@ -9,9 +9,7 @@ code are exactly what that command reports on its own.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from typing import NamedTuple
 
 from flywheel_runtime.errors import ExitCode
@@ -41,6 +39,9 @@ def steps(backend: str | None) -> list[Step]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import subprocess
+    import time
+
     results: list[tuple[Step, int, float]] = []
     for step in steps(args.backend):
         print(f"\n=== {step.title}: flywheel-runtime {' '.join(step.argv)}", flush=True)

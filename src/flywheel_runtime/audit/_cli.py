@@ -28,13 +28,17 @@ Exit codes (errors.py holds the table; these commands add no new numbers):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # datetime is imported when a time is parsed, not on every CLI start
+    import datetime as dt
 
 
 def _iso(value: str) -> dt.datetime:
+    import datetime as dt
+
     try:
         t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -161,6 +165,8 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _now(args: argparse.Namespace) -> dt.datetime:
+    import datetime as dt
+
     return args.now or dt.datetime.now(dt.timezone.utc)
 
 

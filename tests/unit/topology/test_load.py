@@ -81,7 +81,7 @@ def test_shipped_topology_encodes_the_platform(topo) -> None:
     assert set(topo.services) == {"attic", "bazel-remote-cache", "cnpg-postgresql", "rustfs"}
     rp = topo.runner_pod
     assert (rp.command, rp.run_as_user, rp.priority_class, rp.priority_value) == (
-        ("/home/runner/run.sh",), 0, "arc-runner", -50)
+        ("flywheel-runtime", "entrypoint", "--", "/home/runner/run.sh"), 0, "arc-runner", -50)
     assert rp.env == {"RUNNER_ALLOW_RUNASROOT": "1"}
     tax = topo.label_taxonomy
     assert tax.base == ("self-hosted", "linux", "x64", "nix", "docker", "dind")

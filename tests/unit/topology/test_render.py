@@ -20,7 +20,7 @@ def test_every_rendered_pod_is_a_valid_v1_pod(topo, name) -> None:
     spec = pod["spec"]
     ss = topo.scale_set(name)
     runner = spec["containers"][0]
-    assert runner["name"] == "runner" and runner["command"] == ["/home/runner/run.sh"]
+    assert runner["name"] == "runner" and runner["command"] == ["flywheel-runtime", "entrypoint", "--", "/home/runner/run.sh"]
     assert spec["priorityClassName"] == "arc-runner"
     assert spec["nodeSelector"] == {"kubernetes.io/hostname": ss.node}
     env = {e["name"]: e.get("value") for e in runner["env"]}
