@@ -9,6 +9,8 @@ the side-by-side table with hyperfine.
 
 from __future__ import annotations
 
+from tests.bench.conftest import check_target
+
 import json
 import os
 import shutil
@@ -43,7 +45,7 @@ def test_bench_hints_whole_process(benchmark) -> None:
     assert rc == 0
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(target_s=HINTS_TARGET_S, median_s=median, loadavg=os.getloadavg()[0])
-    assert median < HINTS_TARGET_S, f"`flywheel-runtime hints` whole-process median {median * 1000:.1f} ms"
+    check_target(median < HINTS_TARGET_S, f"`flywheel-runtime hints` whole-process median {median * 1000:.1f} ms")
 
 
 def test_bench_import_probe_whole_process(benchmark) -> None:
@@ -52,7 +54,7 @@ def test_bench_import_probe_whole_process(benchmark) -> None:
     assert rc == 0
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(target_s=IMPORT_TARGET_S, median_s=median)
-    assert median < IMPORT_TARGET_S, f"`import flywheel_runtime.probe` whole-process median {median * 1000:.1f} ms"
+    check_target(median < IMPORT_TARGET_S, f"`import flywheel_runtime.probe` whole-process median {median * 1000:.1f} ms")
 
 
 def test_bench_peer_vulkaninfo_summary(benchmark) -> None:
