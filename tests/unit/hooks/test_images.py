@@ -136,7 +136,14 @@ def test_entrypoint_and_command(dockerfile) -> None:
     _, stages = dockerfile
     runtime = stages["runtime"]
     assert [json.loads(a) for a in runtime.args("ENTRYPOINT")] == [[VENV_CLI, "entrypoint", "--"]]
-    assert [json.loads(a) for a in runtime.args("CMD")] == [list(load().runner_pod.command)]
+    # Pods set `command:` (which replaces ENTRYPOINT), so the rendered command
+    # itself goes through the same entrypoint, by the name the image links
+    # onto PATH, and ends in the image's CMD.
+    pod_cmd = list(load().runner_pod.command)
+    assert pod_cmd[:3] == ["flywheel-runtime", "entrypoint", "--"]
+    assert [json.loads(a) for a in runtime.args("CMD")] == [pod_cmd[3:]]
+    assert any("ln -s /opt/flywheel/venv/bin/flywheel-runtime /usr/local/bin/flywheel-runtime" in r
+               for r in runtime.args("RUN"))
     for name, stage in stages.items():
         assert not stage.args("ENTRYPOINT") or name == "runtime", f"{name} must not replace the entrypoint"
 

@@ -329,7 +329,9 @@ def test_env_lines_are_shell_safe_and_survive_sourcing(captured_root: Path, tmp_
     assert env["FLYWHEEL_RUNNER_CLASS"] == "tiny_land___rm_-rf_/__x_"
     f = tmp_path / "env"
     f.write_text(text)
-    out = subprocess.run(["bash", "-c", f'set -a; . "{f}"; env'], capture_output=True, text=True, check=True)
+    # A clean environment: the caller's own FLYWHEEL_* (e.g. FLYWHEEL_CACHE_DIR) must not leak in.
+    out = subprocess.run(["bash", "-c", f'set -a; . "{f}"; env'], capture_output=True, text=True, check=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     sourced = dict(ln.split("=", 1) for ln in out.stdout.splitlines() if ln.startswith("FLYWHEEL_"))
     assert sourced == env
 
