@@ -30,6 +30,19 @@ class SynthStats:
     store_paths: int
 
 
+
+def freeze_like_image(root: Path) -> None:
+    """Give a tree an image store's metadata: mtime 1 on everything below
+    ``root`` and read-only directories, set bottom-up so children come first."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for n in filenames:
+            os.utime(os.path.join(dirpath, n), (1, 1), follow_symlinks=False)
+        for n in dirnames:
+            full = os.path.join(dirpath, n)
+            if not os.path.islink(full):
+                os.chmod(full, 0o555)
+            os.utime(full, (1, 1), follow_symlinks=False)
+
 def _size(rng: random.Random, total_target_avg: int) -> int:
     # Mostly small files (headers, scripts, docs), a long tail of big libraries.
     r = rng.random()
@@ -114,15 +127,7 @@ def generate(root: str | Path, *, files: int = 30_000, total_bytes: int = 1 << 3
     (nix / "var" / "nix" / "temproots").mkdir()
     nsyml += 3
     _write_db(nix / "var" / "nix" / "db", rows)
-    # The image's metadata: mtime 1 everywhere, read-only directories (bottom up).
-    for dirpath, dirnames, filenames in os.walk(store, topdown=False):
-        for n in filenames:
-            os.utime(os.path.join(dirpath, n), (1, 1), follow_symlinks=False)
-        for n in dirnames:
-            full = os.path.join(dirpath, n)
-            if not os.path.islink(full):
-                os.chmod(full, 0o555)
-            os.utime(full, (1, 1), follow_symlinks=False)
+    freeze_like_image(store)
     os.chmod(store, 0o1775)
     os.utime(store, (1, 1))
     for dirpath, _d, filenames in os.walk(nix / "var"):

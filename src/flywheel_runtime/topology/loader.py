@@ -1,12 +1,4 @@
-"""The topology model: the platform's placement contract as one validated file.
-
-``load()`` reads ``topology.yaml`` (shipped beside this module, or
-``$FLYWHEEL_TOPOLOGY``, or a path), validates it against
-:mod:`flywheel_runtime.topology.schema` and returns a frozen
-:class:`~flywheel_runtime.topology.model.Topology`.  Any problem is one
-:class:`~flywheel_runtime.errors.TopologyError` line naming the file, the field
-path and what was expected (exit code 3).
-"""
+"""Reading and validating ``topology.yaml`` into the model (see the package docs)."""
 
 from __future__ import annotations
 

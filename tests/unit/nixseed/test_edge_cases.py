@@ -4,6 +4,8 @@ hardlink groups, and the Nix database opening in the copy."""
 
 from __future__ import annotations
 
+from flywheel_runtime.nixseed.synth import freeze_like_image
+
 import json
 import os
 import sqlite3
@@ -44,15 +46,7 @@ def _crafted(root: Path) -> Path:
     os.mkfifo(d / "fifo", 0o644)
     os.link(d / "big.bin", d / "big-link.bin")
     (src / "var" / "nix" / "db").mkdir(parents=True)
-    # Bottom-up: read-only directories, mtime 1 on everything, as in an image.
-    for dirpath, dirnames, filenames in os.walk(src, topdown=False):
-        for n in filenames:
-            os.utime(os.path.join(dirpath, n), (1, 1), follow_symlinks=False)
-        for n in dirnames:
-            full = os.path.join(dirpath, n)
-            if not os.path.islink(full):
-                os.chmod(full, 0o555)
-            os.utime(full, (1, 1), follow_symlinks=False)
+    freeze_like_image(src)  # read-only directories, mtime 1 on everything, as in an image
     return src
 
 
