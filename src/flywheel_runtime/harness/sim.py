@@ -185,11 +185,16 @@ class SimCluster:
             ])
             self._wait(lambda: self._ready(state), 90, "kube-apiserver /readyz")
             common = ["--bind-address", "127.0.0.1", "--leader-elect=false", "--v=1", "--profiling=false"]
+
+            def identity(user: str) -> list[str]:
+                # A component talks to, authenticates and authorizes against the
+                # apiserver as its own certificate user.
+                kc = str(d / f"{user}.kubeconfig")
+                return ["--kubeconfig", kc, "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc]
+
             self._start(state, "kube-controller-manager", [
                 str(bins.kube_controller_manager), *common,
-                "--kubeconfig", str(d / "controller-manager.kubeconfig"),
-                "--authentication-kubeconfig", str(d / "controller-manager.kubeconfig"),
-                "--authorization-kubeconfig", str(d / "controller-manager.kubeconfig"),
+                *identity("controller-manager"),
                 "--secure-port", str(ports["controller-manager"]),
                 "--use-service-account-credentials=true",
                 "--service-account-private-key-file", str(pki / "sa.key"),
@@ -202,9 +207,7 @@ class SimCluster:
             ])
             self._start(state, "kube-scheduler", [
                 str(bins.kube_scheduler), *common,
-                "--kubeconfig", str(d / "scheduler.kubeconfig"),
-                "--authentication-kubeconfig", str(d / "scheduler.kubeconfig"),
-                "--authorization-kubeconfig", str(d / "scheduler.kubeconfig"),
+                *identity("scheduler"),
                 "--secure-port", str(ports["scheduler"]),
             ])
             self._bootstrap(say)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RENDER_TARGETS = ("pod", "helm-values", "kind-config", "nodes", "gitlab", "warm-pool", "cleanup",
                   "storage", "cluster", "all")
@@ -91,27 +95,20 @@ def _render(args: argparse.Namespace) -> int:
     if needs_name and not args.scale_set:
         raise FlywheelError(f"topology render {args.target} needs a SCALE_SET "
                             f"(one of: {', '.join(s.name for s in topo.scale_sets)})", exit_code=ExitCode.USAGE)
-    docs: list[object]
-    if args.target == "pod":
-        docs = [render.pod(topo, args.scale_set)]
-    elif args.target == "helm-values":
-        docs = [render.helm_values(topo, args.scale_set, github_config_url=args.github_config_url)]
-    elif args.target == "kind-config":
-        docs = [render.kind_config(topo)]
-    elif args.target == "nodes":
-        docs = list(render.node_objects(topo))
-    elif args.target == "gitlab":
-        docs = list(render.gitlab_deployments(topo))
-    elif args.target == "warm-pool":
-        docs = list(render.warm_pool_cronjobs(topo))
-    elif args.target == "cleanup":
-        docs = [render.cleanup_cronjob(topo)]
-    elif args.target == "storage":
-        docs = list(render.storage_classes(topo))
-    elif args.target == "cluster":
-        docs = list(render.cluster_objects(topo))
-    else:  # all
-        docs = list(render.cluster_objects(topo)) + [render.pod(topo, s.name) for s in topo.scale_sets]
+    # Target -> the documents it renders, each from the model alone.
+    renderers: dict[str, Callable[[], list[object]]] = {
+        "pod": lambda: [render.pod(topo, args.scale_set)],
+        "helm-values": lambda: [render.helm_values(topo, args.scale_set, github_config_url=args.github_config_url)],
+        "kind-config": lambda: [render.kind_config(topo)],
+        "nodes": lambda: list(render.node_objects(topo)),
+        "gitlab": lambda: list(render.gitlab_deployments(topo)),
+        "warm-pool": lambda: list(render.warm_pool_cronjobs(topo)),
+        "cleanup": lambda: [render.cleanup_cronjob(topo)],
+        "storage": lambda: list(render.storage_classes(topo)),
+        "cluster": lambda: list(render.cluster_objects(topo)),
+        "all": lambda: list(render.cluster_objects(topo)) + [render.pod(topo, s.name) for s in topo.scale_sets],
+    }
+    docs = renderers[args.target]()
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1))
     return 0
 

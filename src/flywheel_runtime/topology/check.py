@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from flywheel_runtime.topology.model import RESOURCE_NAMES, Envelope, Node, Placement, Topology
 from flywheel_runtime.topology.quantity import format_cpu, human_bytes
 
-COMPUTE_EXPANSION_KEY = "dedicated.tinyland.dev/compute-expansion"
-
 
 @dataclass(frozen=True)
 class Violation:
