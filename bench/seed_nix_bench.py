@@ -42,6 +42,9 @@ PEERS = {
                              f"tar -C '{s}' --format=posix -cf - --numeric-owner . | tar -C '{d}' -xpf - --numeric-owner"],
     "seed-nix": lambda s, d: [sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(s),
                               "--target", str(d), "--progress-interval", "0"],
+    # One worker: how much of the lead is the second process (not a peer; excluded from "fastest peer").
+    "seed-nix -j1": lambda s, d: [sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(s),
+                                  "--target", str(d), "--progress-interval", "0", "--jobs", "1"],
 }
 
 

@@ -11,7 +11,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser("seed-nix", help="seed a /nix volume from the image's baked store, exactly and crash-safely")
     p.add_argument("--source", default="/nix", help="the baked store to copy (default: /nix)")
     p.add_argument("--target", required=True, help="the (mounted) volume to seed")
-    p.add_argument("--jobs", type=int, default=1, help="worker threads; only 1 is implemented (one pass with dir fds measured fastest on 2 vCPU)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="worker processes sharing the store paths (default 0: one per usable CPU, at most 8)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     p.add_argument("--chown-work", action="append", default=[], metavar="PATH",
                    help="chown this work volume to --work-owner after seeding (repeatable)")

@@ -3,26 +3,43 @@
 One pass over the source with directory file descriptors: every operation on
 the target is relative to an already-open target directory and never follows
 a symlink, so nothing is written outside the target even when it holds
-hostile links.  Files land under a temporary name and are renamed into place
-after content, owner, mode and mtime are set: a name that exists is always a
-complete file, so a re-run after SIGKILL only compares metadata.  Directories
-are created writable, filled, then given their final mode and mtime.
-Hardlink groups (the store's ``.links``) are kept by inode.
+hostile links.  A fresh name is written in place and gets the source's mtime
+last; an existing name is replaced through a temporary name and a rename, so
+a re-run after SIGKILL only compares metadata.  Directories are created
+writable, filled, then given their final mode and mtime.
+
+Hardlink groups are kept by source inode.  ``auto-optimise-store`` links every
+store file into ``store/.links``, so in a real image nearly every file has two
+names and this is the main path, not an edge case.  With one job the first
+copy of each inode is remembered in memory; with several, worker processes
+(forked at the store directory, one unit per store path) share the groups
+through a staging directory in the target: ``link()`` either finds the first
+copy there or reports that nobody has made it yet, atomically, across
+processes, with no memory that grows with the store.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
-import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 TMP_PREFIX = ".flywheel-tmp-"
+FARM_NAME = ".links"  # Nix's optimiser: one name per store inode, under the store
+STAGING_NAME = ".flywheel-seed.links"  # shared hardlink groups while workers run
 SMALL = 1 << 16  # files up to this size are copied with one read and one write
+FANOUT_MIN_ENTRIES = 16  # a directory this wide is worth splitting across workers
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_PR_SET_PDEATHSIG = 1
+
+Key = tuple[int, int]  # source (st_dev, st_ino)
 
 
 @dataclass
@@ -35,38 +52,225 @@ class Stats:
     skipped: int = 0  # already exact in the target
     removed: int = 0  # stale entries dropped from the target
 
+    def add(self, other: Stats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class _MemoryLinks:
+    """Hardlink groups of a single process: source inode -> path of its first copy."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.first: dict[Key, str] = {}
+
+    def lookup(self, key: Key) -> tuple[int, int] | None:
+        rel = self.first.get(key)
+        if rel is None:
+            return None
+        st = os.stat(rel, dir_fd=self.root_fd, follow_symlinks=False)  # only on re-runs
+        return st.st_dev, st.st_ino
+
+    def link(self, key: Key, ddir: int, name: str) -> bool:
+        rel = self.first.get(key)
+        if rel is None:
+            return False
+        # Addressed from the target root; linkat never follows a symlink in between.
+        os.link(rel, name, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
+        return True
+
+    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
+        self.first.setdefault(key, rel)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class _StagedLinks:
+    """Hardlink groups shared by worker processes: one name per source inode in
+    a staging directory of the target.  ``link()`` from it succeeds, or fails
+    with ENOENT when no worker has copied that inode yet; registering is a
+    ``link()`` to it that fails with EEXIST when another worker won the race."""
+
+    def __init__(self, root_fd: int) -> None:
+        try:
+            os.mkdir(STAGING_NAME, 0o700, dir_fd=root_fd)
+        except FileExistsError:
+            pass
+        self.fd = os.open(STAGING_NAME, _O_DIR, dir_fd=root_fd)
+
+    @staticmethod
+    def name(key: Key) -> str:
+        return f"{key[0]:x}-{key[1]:x}"
+
+    def lookup(self, key: Key) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.name(key), dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def link(self, key: Key, ddir: int, name: str) -> bool:
+        try:
+            os.link(self.name(key), name, src_dir_fd=self.fd, dst_dir_fd=ddir, follow_symlinks=False)
+        except FileNotFoundError:  # ddir is an open fd: only the staging name can be missing
+            return False
+        return True
+
+    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
+        try:
+            os.link(name, self.name(key), src_dir_fd=ddir, dst_dir_fd=self.fd, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        return True
+
+    def sweep(self, index: int, jobs: int) -> None:
+        """Drop this worker's share of the staging names (by inode, so shares never overlap)."""
+        with os.scandir(self.fd) as it:
+            for e in it:
+                if int(e.name.rsplit("-", 1)[1], 16) % jobs == index:
+                    os.unlink(e.name, dir_fd=self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _FarmLinks:
+    """Hardlink groups through the store's link farm (``store/.links``): the
+    optimiser gives every store inode exactly one name there, so once the farm
+    is copied, any other name of such an inode is a ``link()`` from
+    ``.links/<name>``: no registration, no staging, nothing shared to race on.
+    Inodes without a farm name fall through to ``inner``."""
+
+    def __init__(self, inner: _MemoryLinks | _StagedLinks, farm_fd: int, names: dict[int, str], dev: int) -> None:
+        self.inner, self.fd, self.names, self.dev = inner, farm_fd, names, dev
+
+    def lookup(self, key: Key) -> tuple[int, int] | None:
+        farm = self.names.get(key[1]) if key[0] == self.dev else None
+        if farm is not None:
+            try:
+                st = os.stat(farm, dir_fd=self.fd, follow_symlinks=False)
+                return st.st_dev, st.st_ino
+            except FileNotFoundError:
+                pass
+        return self.inner.lookup(key)
+
+    def link(self, key: Key, ddir: int, name: str) -> bool:
+        farm = self.names.get(key[1]) if key[0] == self.dev else None
+        if farm is not None:
+            try:
+                os.link(farm, name, src_dir_fd=self.fd, dst_dir_fd=ddir, follow_symlinks=False)
+                return True
+            except FileNotFoundError:
+                pass
+        return self.inner.link(key, ddir, name)
+
+    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
+        return self.inner.register(key, ddir, name, rel)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.inner.close()
+
+
+@dataclass
+class _Farm:
+    """A link farm directory being copied: source and target fds, listings, and its names by inode."""
+
+    sfd: int
+    dfd: int
+    rel: str
+    st: os.stat_result
+    entries: list[tuple[str, os.stat_result]]
+    dst_entries: dict[str, os.stat_result]
+    names: dict[int, str]
+    dev: int
+    fresh: bool
+    made_by_us: bool
+    stale_tmp: bool
+
+
+def remove_staging(root_fd: int) -> None:
+    """Remove a staging directory a killed run left behind (its names are only extra links)."""
+    try:
+        os.lstat(STAGING_NAME, dir_fd=root_fd)
+    except FileNotFoundError:
+        return
+    rmtree_at(root_fd, STAGING_NAME)
+
+
+def rmtree_at(ddir: int, name: str) -> None:
+    """Remove directory ``name`` under ``ddir`` and everything in it, following no symlink."""
+    os.chmod(name, 0o700, dir_fd=ddir, follow_symlinks=False)
+    fd = os.open(name, _O_DIR, dir_fd=ddir)
+    try:
+        with os.scandir(fd) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    rmtree_at(fd, e.name)
+                else:
+                    os.unlink(e.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=ddir)
+
 
 class Copier:
     """Copy a source directory tree onto a target directory, exactly."""
 
-    def __init__(self, stats: Stats, *, keep_top: frozenset[str] = frozenset(), trust_meta: bool = False) -> None:
+    def __init__(self, stats: Stats, *, root_fd: int, keep_top: frozenset[str] = frozenset(),
+                 trust_meta: bool = False, jobs: int = 1, fanout: str | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
         self.stats = stats
         # True only when the target was last written by an interrupted seed of this
         # same source: then equal metadata means an equal file (mtime is set last).
         # Otherwise (another image, unknown content) equal metadata is confirmed by
         # comparing bytes: two images can share size, mode and mtime 1 and differ.
         self.trust_meta = trust_meta
-        self.keep_top = keep_top  # target-top-level names we own (stamp, lock)
-        self.links: dict[tuple[int, int], tuple[int, str, int]] = {}  # src inode -> (dst dev, dst path, dst ino)
-        self.links_lock = threading.Lock()
+        self.keep_top = keep_top | {STAGING_NAME}  # target-top-level names we own (stamp, lock)
+        self.root_fd = root_fd
+        self.jobs = jobs
+        self.fanout = fanout  # relative path of the directory whose entries workers share
+        self.tick = tick  # called every few hundred entries (progress)
+        self.flush: Callable[[], None] | None = None  # called by the idle parent while workers copy
+        self.links: _MemoryLinks | _StagedLinks | _FarmLinks = (
+            _StagedLinks(root_fd) if jobs > 1 else _MemoryLinks(root_fd))
+        self._farm_pass = False  # copying a link farm's own names: each is its inode's first copy
+        self._workers: _Workers | None = None
         self._method = "copy_file_range"
         self._uid, self._gid = os.geteuid(), os.getegid()
         self._umask = os.umask(0o022)
         os.umask(self._umask)
+        self._countdown = 256
 
     @property
     def method(self) -> str:
         return self._method
+
+    def snapshot(self) -> Stats:
+        """Counts so far, workers included (for progress lines)."""
+        if self._workers is None:
+            return self.stats
+        out = Stats()
+        out.add(self.stats)
+        out.add(self._workers.live())
+        return out
+
+    def close(self) -> None:
+        """Release the staging directory's fd (the caller removes the directory)."""
+        self.links.close()
 
     # -- content -----------------------------------------------------------
 
     def _copy_data(self, sfd: int, dfd: int, size: int) -> None:
         if size <= SMALL:
             data = os.read(sfd, size + 1)
-            view = memoryview(data)
-            while view:
-                n = os.write(dfd, view)
-                view = view[n:]
+            n = os.write(dfd, data)
+            if n < len(data):  # short writes happen only near ENOSPC or on signals
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(dfd, view):]
             return
         left = size
         if self._method == "copy_file_range":
@@ -97,36 +301,59 @@ class Copier:
                 and stat.S_IMODE(a.st_mode) == stat.S_IMODE(b.st_mode) and a.st_uid == b.st_uid
                 and a.st_gid == b.st_gid and a.st_mtime_ns == b.st_mtime_ns)
 
+    def _linked(self, ddir: int, name: str, key: Key, dst: os.stat_result | None, stale_tmp: bool) -> bool:
+        """Give ``name`` the inode already copied for ``key``, if there is one."""
+        if dst is None:
+            if not self.links.link(key, ddir, name):
+                return False
+            self.stats.hardlinks += 1
+            return True
+        first = self.links.lookup(key)
+        if first is None:
+            return False
+        if (dst.st_dev, dst.st_ino) == first:
+            self.stats.skipped += 1
+            return True
+        tmp = TMP_PREFIX + name[:200]
+        if stale_tmp:
+            _unlink_quiet(ddir, tmp)
+        if not self.links.link(key, ddir, tmp):  # pragma: no cover - a group is never unregistered mid-run
+            return False
+        if stat.S_ISDIR(dst.st_mode):
+            rmtree_at(ddir, name)
+        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+        self.stats.hardlinks += 1
+        return True
+
+    def _register(self, key: Key, ddir: int, out: str, name: str, rel: str) -> bool:
+        """Make our copy at ``out`` the group's first; False when another worker won."""
+        if self.links.register(key, ddir, out, f"{rel}/{name}" if rel else name):
+            return True
+        os.unlink(out, dir_fd=ddir)  # an identical copy lost the race: use the winner's inode
+        return False
+
     def _file(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
               rel: str, stale_tmp: bool) -> None:
-        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-        if key is not None:
-            with self.links_lock:
-                first = self.links.get(key)
-            if first is not None:
-                self._hardlink(ddir, name, first, dst, stale_tmp)
-                return
+        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
+        if key is not None and self._linked(ddir, name, key, dst, stale_tmp):
+            return
         # A name only ever carries the source's mtime once content, owner and
         # mode are final (utime is the last step), so matching metadata means
         # a complete file.  A lone inode must stay lone (no stale hardlink group).
-        if dst is not None and self._same_meta(st, dst) and (key is not None or dst.st_nlink == 1) and (
+        if dst is not None and self._same_meta(st, dst) and (st.st_nlink > 1 or dst.st_nlink == 1) and (
                 self.trust_meta or self._same_bytes(sdir, ddir, name, st.st_size)):
-            if key is not None:
-                with self.links_lock:
-                    self.links.setdefault(key, (dst.st_dev, rel, dst.st_ino))
-            self._count(skipped=1)
+            if key is not None and not self.links.register(key, ddir, name, f"{rel}/{name}" if rel else name):
+                self._linked(ddir, name, key, dst, stale_tmp)
+                return
+            self.stats.skipped += 1
             return
         mode = stat.S_IMODE(st.st_mode)
         owned = st.st_uid == self._uid and st.st_gid == self._gid
         # Fresh name: write in place (a crash leaves a wrong mtime, so it is redone).
         # Existing name: stage and rename, so a runner never sees it half written.
-        staged = dst is not None
-        out = TMP_PREFIX + name[:200] if staged else name
-        if staged and stale_tmp:
-            try:
-                os.unlink(out, dir_fd=ddir)
-            except FileNotFoundError:
-                pass
+        out = name if dst is None else TMP_PREFIX + name[:200]
+        if dst is not None and stale_tmp:
+            _unlink_quiet(ddir, out)
         sfd = os.open(name, _O_FILE, dir_fd=sdir)
         try:
             # Creation mode is final when no chown follows (chown clears set-id bits).
@@ -139,17 +366,16 @@ class Copier:
                 if not owned or mode & self._umask or mode & 0o6000:
                     os.fchmod(dfd, mode)
                 os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
-                if key is not None:
-                    nst = os.fstat(dfd)
-                    with self.links_lock:
-                        self.links.setdefault(key, (nst.st_dev, rel, nst.st_ino))
             finally:
                 os.close(dfd)
         finally:
             os.close(sfd)
-        if staged:
-            if stat.S_ISDIR(dst.st_mode):  # type: ignore[union-attr]
-                self._rmtree(ddir, name)
+        if key is not None and not self._register(key, ddir, out, name, rel):
+            self._linked(ddir, name, key, dst, stale_tmp)
+            return
+        if dst is not None:
+            if stat.S_ISDIR(dst.st_mode):
+                rmtree_at(ddir, name)
             os.rename(out, name, src_dir_fd=ddir, dst_dir_fd=ddir)
         s = self.stats
         s.files += 1
@@ -174,159 +400,137 @@ class Copier:
         finally:
             os.close(a)
 
-    def _hardlink(self, ddir: int, name: str, first: tuple[int, str, int], dst: os.stat_result | None,
-                  stale_tmp: bool) -> None:
-        if dst is not None and dst.st_ino == first[2] and dst.st_dev == first[0]:
-            self._count(skipped=1)
-            return
-        # Link from the first copy, addressed from the target root: no symlink
-        # in between is followed (linkat without AT_SYMLINK_FOLLOW).
-        if dst is None:
-            os.link(first[1], name, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
-        else:
-            tmp = TMP_PREFIX + name[:200]
-            if stale_tmp:
-                try:
-                    os.unlink(tmp, dir_fd=ddir)
-                except FileNotFoundError:
-                    pass
-            os.link(first[1], tmp, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
-            if stat.S_ISDIR(dst.st_mode):
-                self._rmtree(ddir, name)
-            os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
-        self.stats.hardlinks += 1
-
     def _symlink(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
                  rel: str, stale_tmp: bool) -> None:
-        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-        if key is not None:  # Nix's optimiser hardlinks symlinks as well
-            with self.links_lock:
-                first = self.links.get(key)
-            if first is not None:
-                self._hardlink(ddir, name, first, dst, stale_tmp)
-                return
+        # Nix's optimiser links symlinks too.
+        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
+        if key is not None and self._linked(ddir, name, key, dst, stale_tmp):
+            return
         target = os.readlink(name, dir_fd=sdir)
         if dst is not None and stat.S_ISLNK(dst.st_mode) and dst.st_uid == st.st_uid and \
                 dst.st_gid == st.st_gid and dst.st_mtime_ns == st.st_mtime_ns and \
-                (key is not None or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target:
-            if key is not None:
-                with self.links_lock:
-                    self.links.setdefault(key, (dst.st_dev, rel, dst.st_ino))
-            self._count(skipped=1)
+                (st.st_nlink > 1 or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target:
+            if key is not None and not self.links.register(key, ddir, name, f"{rel}/{name}" if rel else name):
+                self._linked(ddir, name, key, dst, stale_tmp)
+                return
+            self.stats.skipped += 1
             return
         # As for files: the source's mtime is set last, so a crash mid-way is redone.
-        tmp = TMP_PREFIX + name[:200] if dst is not None else name
+        out = name if dst is None else TMP_PREFIX + name[:200]
         if dst is not None and stale_tmp:
-            try:
-                os.unlink(tmp, dir_fd=ddir)
-            except FileNotFoundError:
-                pass
-        os.symlink(target, tmp, dir_fd=ddir)  # kept verbatim: absolute or dangling
+            _unlink_quiet(ddir, out)
+        os.symlink(target, out, dir_fd=ddir)  # kept verbatim: absolute or dangling
         if st.st_uid != self._uid or st.st_gid != self._gid:
-            os.chown(tmp, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
+            os.chown(out, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
+        if key is not None:
+            if not self._register(key, ddir, out, name, rel):
+                self._linked(ddir, name, key, dst, stale_tmp)
+                return
         if dst is not None:
             if stat.S_ISDIR(dst.st_mode):
-                self._rmtree(ddir, name)
-            os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
-        if key is not None:
-            nst = os.stat(name, dir_fd=ddir, follow_symlinks=False)
-            with self.links_lock:
-                self.links.setdefault(key, (nst.st_dev, rel, nst.st_ino))
-        self._count(symlinks=1)
+                rmtree_at(ddir, name)
+            os.rename(out, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+        self.stats.symlinks += 1
 
     def _special(self, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None) -> None:
         if dst is not None and self._same_meta(st, dst) and dst.st_rdev == st.st_rdev:
-            self._count(skipped=1)
+            self.stats.skipped += 1
             return
         if dst is not None:
             self._remove(ddir, name, dst)
         os.mknod(name, st.st_mode, st.st_rdev, dir_fd=ddir)
         os.chown(name, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
-        self._count(files=1)
-
-    def _count(self, **kw: int) -> None:
-        s = self.stats
-        for k, v in kw.items():
-            setattr(s, k, getattr(s, k) + v)
+        self.stats.files += 1
 
     # -- removal -----------------------------------------------------------
 
     def _remove(self, ddir: int, name: str, st: os.stat_result) -> None:
         try:
             if stat.S_ISDIR(st.st_mode):
-                self._rmtree(ddir, name)
+                rmtree_at(ddir, name)
             else:
                 os.unlink(name, dir_fd=ddir)
         except FileNotFoundError:
             return  # a crash's temp name, already reused and renamed in this pass
-        self._count(removed=1)
-
-    def _rmtree(self, ddir: int, name: str) -> None:
-        os.chmod(name, 0o700, dir_fd=ddir, follow_symlinks=False)
-        fd = os.open(name, _O_DIR, dir_fd=ddir)
-        try:
-            with os.scandir(fd) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False):
-                        self._rmtree(fd, e.name)
-                    else:
-                        os.unlink(e.name, dir_fd=fd)
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=ddir)
+        self.stats.removed += 1
 
     # -- directories -------------------------------------------------------
 
-    def copy_dir(self, sdir: int, ddir: int, rel: str, st_src: os.stat_result, top: bool = False) -> None:
-        """Make directory ``ddir`` an exact copy of ``sdir`` (both open fds)."""
+    def copy_dir(self, sdir: int, ddir: int, rel: str, st_src: os.stat_result, top: bool = False,
+                 fresh: bool = False, made_by_us: bool = False) -> None:
+        """Make directory ``ddir`` an exact copy of ``sdir`` (both open fds).
+        ``fresh``: ``ddir`` was just created, so it is known to be empty."""
         dst_entries: dict[str, os.stat_result] = {}
-        with os.scandir(ddir) as it:
-            for e in it:
-                dst_entries[e.name] = e.stat(follow_symlinks=False)
+        if not fresh:
+            with os.scandir(ddir) as it:
+                for e in it:
+                    dst_entries[e.name] = e.stat(follow_symlinks=False)
         with os.scandir(sdir) as it:
             src_entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
         # Temp names only exist when a crash left them: skip the unlink otherwise.
         stale_tmp = any(n.startswith(TMP_PREFIX) for n in dst_entries)
-        seen = set()
-        for name, st in src_entries:
-            seen.add(name)
-            dst = dst_entries.get(name)
-            path = f"{rel}/{name}" if rel else name
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                self._enter(sdir, ddir, name, st, dst, path)
-            elif dst is not None and stat.S_ISDIR(dst.st_mode) and not stat.S_ISDIR(mode):
-                self._rmtree(ddir, name)
-                self._count(removed=1)
-                dst = None
-                self._dispatch(sdir, ddir, name, st, dst, path, stale_tmp)
-            else:
-                self._dispatch(sdir, ddir, name, st, dst, path, stale_tmp)
-        for name, st in dst_entries.items():
-            if name in seen or (top and name in self.keep_top):
-                continue
-            self._remove(ddir, name, st)  # stale path, or a crash's temp file
-        os.fchown(ddir, st_src.st_uid, st_src.st_gid)
+        farm = None
+        if not isinstance(self.links, _FarmLinks) and self._workers is None:
+            farm = self._open_farm(sdir, ddir, rel, src_entries, dst_entries, fresh)
+        if rel == self.fanout and self.jobs > 1 and self._workers is None:
+            self._fan_out(sdir, ddir, rel, src_entries, dst_entries, stale_tmp, top, fresh, farm)
+        else:
+            if farm is not None:
+                self._farm_pass = True
+                try:
+                    for name, st in farm.entries:
+                        self.copy_entry(farm.sfd, farm.dfd, farm.rel, name, st, farm.dst_entries.get(name),
+                                        farm.stale_tmp, farm.fresh)
+                finally:
+                    self._farm_pass = False
+                self._close_farm(farm)
+            for name, st in src_entries:
+                self.copy_entry(sdir, ddir, rel, name, st, dst_entries.pop(name, None), stale_tmp, fresh)
+            for name, st in dst_entries.items():
+                if not (top and name in self.keep_top):
+                    self._remove(ddir, name, st)  # stale path, or a crash's temp file
+        self.finish_dir(ddir, st_src, made_by_us)
+        if self.tick is not None:
+            self.tick()
+
+    def finish_dir(self, ddir: int, st_src: os.stat_result, made_by_us: bool = False) -> None:
+        """Final owner, mode and mtime: after every child, since adding one changes the mtime.
+        ``made_by_us``: created by this run inside a directory it also created (mode 0700,
+        so no set-gid parent): it already has our owner and group."""
+        if not made_by_us or st_src.st_uid != self._uid or st_src.st_gid != self._gid:
+            os.fchown(ddir, st_src.st_uid, st_src.st_gid)
         os.fchmod(ddir, stat.S_IMODE(st_src.st_mode))
         os.utime(ddir, ns=(st_src.st_atime_ns, st_src.st_mtime_ns))
 
-    def _dispatch(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-                  path: str, stale_tmp: bool) -> None:
+    def copy_entry(self, sdir: int, ddir: int, rel: str, name: str, st: os.stat_result,
+                   dst: os.stat_result | None, stale_tmp: bool, in_fresh: bool = False) -> None:
+        """Copy one directory entry (recursively for a directory)."""
+        self._countdown -= 1
+        if self._countdown <= 0 and self.tick is not None:
+            self._countdown = 256
+            self.tick()
         mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            self._enter(sdir, ddir, name, st, dst, f"{rel}/{name}" if rel else name, in_fresh)
+            return
+        if dst is not None and stat.S_ISDIR(dst.st_mode):
+            rmtree_at(ddir, name)
+            self.stats.removed += 1
+            dst = None
         if stat.S_ISREG(mode):
-            self._file(sdir, ddir, name, st, dst, path, stale_tmp)
+            self._file(sdir, ddir, name, st, dst, rel, stale_tmp)
         elif stat.S_ISLNK(mode):
-            self._symlink(sdir, ddir, name, st, dst, path, stale_tmp)
+            self._symlink(sdir, ddir, name, st, dst, rel, stale_tmp)
         else:
             self._special(ddir, name, st, dst)
 
     def _enter(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-               path: str) -> None:
+               path: str, in_fresh: bool) -> None:
         if dst is not None and not stat.S_ISDIR(dst.st_mode):
             os.unlink(name, dir_fd=ddir)  # e.g. a symlink planted where a directory belongs
-            self._count(removed=1)
+            self.stats.removed += 1
             dst = None
         if dst is None:
             os.mkdir(name, 0o700, dir_fd=ddir)
@@ -336,11 +540,290 @@ class Copier:
         try:
             cd = os.open(name, _O_DIR, dir_fd=ddir)
             try:
-                self.copy_dir(cs, cd, path, st)
+                self.copy_dir(cs, cd, path, st, fresh=dst is None, made_by_us=dst is None and in_fresh)
             finally:
                 os.close(cd)
         finally:
             os.close(cs)
-        self._count(dirs=1)
+        self.stats.dirs += 1
 
-    root_fd: int = -1
+    # -- the store's link farm -------------------------------------------
+
+    def _open_farm(self, sdir: int, ddir: int, rel: str, src_entries: list[tuple[str, os.stat_result]],
+                   dst_entries: dict[str, os.stat_result], fresh: bool) -> _Farm | None:
+        """When this directory holds a link farm whose names are one per inode,
+        prepare it to be copied first; it then serves as the hardlink registry.
+        Its entry leaves ``src_entries`` / ``dst_entries``."""
+        st = next((e for n, e in src_entries if n == FARM_NAME), None)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return None
+        sfd = os.open(FARM_NAME, _O_DIR, dir_fd=sdir)
+        try:
+            with os.scandir(sfd) as it:
+                entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+            names: dict[int, str] = {}
+            for n, e in entries:
+                if e.st_nlink > 1 and e.st_dev == st.st_dev and not stat.S_ISDIR(e.st_mode):
+                    if names.setdefault(e.st_ino, n) != n:
+                        os.close(sfd)  # two farm names for one inode: not a farm; copy it as it is
+                        return None
+            dst = dst_entries.pop(FARM_NAME, None)
+            if dst is not None and not stat.S_ISDIR(dst.st_mode):
+                os.unlink(FARM_NAME, dir_fd=ddir)
+                self.stats.removed += 1
+                dst = None
+            if dst is None:
+                os.mkdir(FARM_NAME, 0o700, dir_fd=ddir)
+            elif stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
+                os.chmod(FARM_NAME, 0o700, dir_fd=ddir, follow_symlinks=False)
+            dfd = os.open(FARM_NAME, _O_DIR, dir_fd=ddir)
+        except BaseException:
+            os.close(sfd)
+            raise
+        src_entries[:] = [(n, e) for n, e in src_entries if n != FARM_NAME]
+        have: dict[str, os.stat_result] = {}
+        if dst is not None:
+            with os.scandir(dfd) as it:
+                have = {e.name: e.stat(follow_symlinks=False) for e in it}
+        return _Farm(sfd, dfd, f"{rel}/{FARM_NAME}" if rel else FARM_NAME, st, entries, have, names,
+                     st.st_dev, fresh=dst is None, made_by_us=dst is None and fresh,
+                     stale_tmp=any(n.startswith(TMP_PREFIX) for n in have))
+
+    def _close_farm(self, farm: _Farm) -> None:
+        """After every farm name is copied: drop stale ones, finish the directory,
+        and make the farm the registry for the rest of the copy."""
+        names = {n for n, _ in farm.entries}
+        for n, st in farm.dst_entries.items():
+            if n not in names:
+                self._remove(farm.dfd, n, st)
+        self.finish_dir(farm.dfd, farm.st, farm.made_by_us)
+        self.stats.dirs += 1
+        os.close(farm.sfd)
+        self.links = _FarmLinks(self.links, farm.dfd, farm.names, farm.dev)
+
+    # -- workers -----------------------------------------------------------
+
+    def _fan_out(self, sdir: int, ddir: int, rel: str, src_entries: list[tuple[str, os.stat_result]],
+                 dst_entries: dict[str, os.stat_result], stale_tmp: bool, top: bool, fresh: bool,
+                 farm: _Farm | None) -> None:
+        # Widest directories first (size grows with entries on ext4, tmpfs and
+        # overlay), so the long ones start early and the tail is short.
+        src_entries.sort(key=lambda e: -e[1].st_size if stat.S_ISDIR(e[1].st_mode) else 0)
+        names = {n for n, _ in src_entries}
+        stale = [(n, st) for n, st in dst_entries.items() if n not in names and not (top and n in self.keep_top)]
+        units: list[tuple[str, os.stat_result, os.stat_result | None, bool]] = [
+            (n, st, dst_entries.get(n), False) for n, st in src_entries] + [(n, st, st, True) for n, st in stale]
+        registry = self.links
+        if farm is not None:  # workers copy the farm first, then link every other name from it
+            self.links = _FarmLinks(self.links, os.dup(farm.dfd), farm.names, farm.dev)
+        self._workers = _Workers(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
+        try:
+            done = self._workers.run()
+        finally:
+            self._workers = None
+            if farm is not None:
+                os.close(self.links.fd)  # type: ignore[union-attr]
+                self.links = registry
+        self.stats.add(done)
+        if farm is not None:
+            self._close_farm(farm)
+
+
+def _unlink_quiet(ddir: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=ddir)
+    except FileNotFoundError:
+        pass
+
+
+class WorkerError(Exception):
+    """A worker process failed with something other than an OSError."""
+
+
+class _Workers:
+    """``jobs`` forked processes sharing the entries of one directory.
+
+    Each takes the next unit from a shared counter (an entry: a whole store
+    path), so a long one never holds the others up.  The parent only waits,
+    reports progress, and merges counts.  A worker dies with its parent
+    (PR_SET_PDEATHSIG): a SIGKILLed seeder leaves no orphan writing on.  They
+    also inherit the lock's open file, so a re-run cannot start before they end.
+    """
+
+    _FIELDS = [f.name for f in fields(Stats)]
+
+    def __init__(self, copier: Copier, sdir: int, ddir: int, rel: str,
+                 units: list[tuple[str, os.stat_result, os.stat_result | None, bool]], stale_tmp: bool,
+                 fresh: bool, farm: _Farm | None = None) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.copier, self.sdir, self.ddir, self.rel = copier, sdir, ddir, rel
+        self.units, self.stale_tmp, self.fresh = units, stale_tmp, fresh
+        # The farm goes first, in slices; the other units wait until every slice is done.
+        self.farm = farm
+        n = len(farm.entries) if farm is not None else 0
+        per = max(64, -(-n // (copier.jobs * 16))) if n else 1
+        self.slices = [(lo, min(lo + per, n)) for lo in range(0, n, per)]
+        self.slices_done = ctx.RawValue("q", 0)
+        self.jobs = copier.jobs
+        self.next = ctx.RawValue("q", 0)
+        self.lock = ctx.Lock()
+        self.failed = ctx.RawValue("i", 0)
+        self.barrier = ctx.Barrier(self.jobs)
+        self.counts = ctx.RawArray("q", len(self._FIELDS) * self.jobs)
+
+    def live(self) -> Stats:
+        out = Stats()
+        n = len(self._FIELDS)
+        for i, f in enumerate(self._FIELDS):
+            setattr(out, f, sum(self.counts[w * n + i] for w in range(self.jobs)))
+        return out
+
+    def run(self) -> Stats:
+        import selectors
+
+        parent = os.getpid()
+        procs: dict[int, tuple[int, int]] = {}  # pid -> (worker index, read end)
+        try:
+            for index in range(self.jobs):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - measured in the child, reported through the pipe
+                    os.close(r)
+                    self._child(index, w, parent)
+                os.close(w)
+                procs[pid] = (index, r)
+        except BaseException:
+            self.failed.value = 1
+            self.barrier.abort()
+            for pid, (_i, r) in procs.items():
+                os.waitpid(pid, 0)
+                os.close(r)
+            raise
+        # Wait for the results, ticking progress meanwhile.
+        sel = selectors.DefaultSelector()
+        buffers: dict[int, bytearray] = {}
+        for pid, (_i, r) in procs.items():
+            sel.register(r, selectors.EVENT_READ, pid)
+            buffers[pid] = bytearray()
+        open_ends = len(procs)
+        while open_ends:
+            for key, _ev in sel.select(timeout=0.25):
+                chunk = os.read(key.fd, 1 << 16)
+                if chunk:
+                    buffers[key.data] += chunk
+                else:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    open_ends -= 1
+            if self.copier.tick is not None:
+                self.copier.tick()
+            if self.copier.flush is not None:
+                # Idle here anyway: write back what the workers wrote so far, so the
+                # final sync has little left and the disk works while they copy.
+                self.copier.flush()
+        sel.close()
+        total, first_error = Stats(), None
+        for pid, (index, _r) in procs.items():
+            _p, status = os.waitpid(pid, 0)
+            try:
+                msg = json.loads(bytes(buffers[pid]) or b"{}")
+            except ValueError:
+                msg = {}
+            if "stats" in msg:
+                total.add(Stats(**msg["stats"]))
+                self.copier._method = msg.get("method", self.copier._method)
+                continue
+            if first_error is None or (first_error.get("kind") == "peer" and msg.get("kind") != "peer"):
+                first_error = msg or {"kind": "died", "status": status, "index": index}
+        if first_error is not None:
+            if first_error.get("kind") == "os":
+                raise OSError(first_error["errno"], first_error["strerror"], first_error.get("filename"))
+            raise WorkerError(first_error.get("message") or f"seed worker ended without a report ({first_error})")
+        return total
+
+    def _child(self, index: int, w: int, parent: int) -> None:  # pragma: no cover - runs in a fork
+        code = 1
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            msg = self._work(index)
+            code = 0
+        except OSError as exc:
+            msg = {"kind": "os", "errno": exc.errno, "strerror": exc.strerror,
+                   "filename": exc.filename if isinstance(exc.filename, str) else None}
+        except _PeerFailed:
+            msg = {"kind": "peer"}
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            msg = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+        if code:
+            self.failed.value = 1
+            self.barrier.abort()
+        try:
+            data = json.dumps(msg).encode()
+            while data:
+                data = data[os.write(w, data):]
+        finally:
+            os._exit(code)
+
+    def _work(self, index: int) -> dict[str, Any]:  # pragma: no cover - runs in a fork
+        import threading
+
+        c = self.copier
+        c.stats = Stats()
+        c.tick = None
+        n = len(self._FIELDS)
+        base = index * n
+        while True:
+            if self.failed.value:
+                raise _PeerFailed()
+            with self.lock:
+                i = self.next.value
+                self.next.value = i + 1
+            nslices = len(self.slices)
+            if i >= len(self.units) + nslices:
+                break
+            if i < nslices:
+                self._farm_slice(*self.slices[i])
+                with self.lock:
+                    self.slices_done.value += 1
+            else:
+                while self.slices_done.value < nslices:  # the farm must be complete to link from it
+                    if self.failed.value:
+                        raise _PeerFailed()
+                    time.sleep(0.001)
+                name, st, dst, stale = self.units[i - nslices]
+                if stale:
+                    c._remove(self.ddir, name, st)
+                else:
+                    c.copy_entry(self.sdir, self.ddir, self.rel, name, st, dst, self.stale_tmp, self.fresh)
+            s = c.stats
+            for k, f in enumerate(self._FIELDS):
+                self.counts[base + k] = getattr(s, f)
+        try:
+            self.barrier.wait()  # every worker is done linking from the staging names
+        except threading.BrokenBarrierError:
+            raise _PeerFailed() from None
+        if isinstance(c.links, _StagedLinks):
+            c.links.sweep(index, self.jobs)
+        return {"stats": asdict(c.stats), "method": c.method}
+
+
+    def _farm_slice(self, lo: int, hi: int) -> None:  # pragma: no cover - runs in a fork
+        c, f = self.copier, self.farm
+        assert f is not None
+        c._farm_pass = True
+        try:
+            for name, st in f.entries[lo:hi]:
+                c.copy_entry(f.sfd, f.dfd, f.rel, name, st, f.dst_entries.get(name), f.stale_tmp, f.fresh)
+        finally:
+            c._farm_pass = False
+
+
+class _PeerFailed(Exception):
+    """Another worker failed; this one stopped early."""

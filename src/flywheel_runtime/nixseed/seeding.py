@@ -9,10 +9,10 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from flywheel_runtime.errors import (
@@ -22,7 +22,7 @@ from flywheel_runtime.errors import (
     PermissionDeniedError,
     SourceMissingError,
 )
-from flywheel_runtime.nixseed.copy import Copier, Stats
+from flywheel_runtime.nixseed.copy import Copier, Stats, remove_staging
 
 STAMP_NAME = ".flywheel-seed.json"
 LOCK_NAME = ".flywheel-seed.lock"
@@ -218,43 +218,78 @@ def _drop_stamp(dst_fd: int) -> None:
 
 
 class _Progress:
-    """Periodic logfmt lines for ``kubectl logs``; a live bar on a terminal."""
+    """Periodic logfmt lines for ``kubectl logs``; a live bar on a terminal.
 
-    def __init__(self, stats: Stats, total_bytes: int | None, stream: TextIO, interval: float) -> None:
-        self.stats, self.total, self.stream, self.interval = stats, total_bytes, stream, interval
+    Driven by the copy itself (:meth:`tick` every few hundred entries, and by
+    the parent while workers run) rather than by a thread: workers are forked,
+    and a fork must not happen while another thread may hold a lock."""
+
+    def __init__(self, snapshot: Callable[[], Stats], total_bytes: int | None, stream: TextIO,
+                 interval: float) -> None:
+        self.snapshot, self.total, self.stream, self.interval = snapshot, total_bytes, stream, interval
         self.t0 = time.monotonic()
         self.tty = stream.isatty()
         if self.tty and interval > 0:
             self.interval = min(interval, 0.5)  # a live bar, not a log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._due = self.t0 + self.interval
+        self._drawn = False
 
-    def __enter__(self) -> _Progress:
-        if self.interval > 0:
-            self._thread.start()
-        return self
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.interval <= 0 or now < self._due:
+            return
+        self._due = now + self.interval
+        if self.tty:
+            self.stream.write("\r" + self.line()[:150])
+            self._drawn = True
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self.tty and self.interval > 0:
+    def close(self) -> None:
+        if self._drawn:
             self.stream.write("\n")
+            self.stream.flush()
 
     def line(self) -> str:
-        s, dt = self.stats, max(time.monotonic() - self.t0, 1e-9)
+        s, dt = self.snapshot(), max(time.monotonic() - self.t0, 1e-9)
         rate = s.bytes / dt
         eta = f"{max(self.total - s.bytes, 0) / rate:.1f}" if self.total and rate > 0 else "unknown"
-        return (f"seed-nix progress files={s.files + s.skipped} bytes={s.bytes} dirs={s.dirs} "
-                f"rate_mb_s={rate / 1e6:.1f} files_s={(s.files + s.skipped) / dt:.0f} eta_s={eta}")
+        return (f"seed-nix progress files={s.files + s.skipped + s.hardlinks} bytes={s.bytes} dirs={s.dirs} "
+                f"rate_mb_s={rate / 1e6:.1f} files_s={(s.files + s.skipped + s.hardlinks) / dt:.0f} eta_s={eta}")
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self.tty:
-                self.stream.write("\r" + self.line()[:150])
-            else:
-                self.stream.write(self.line() + "\n")
-            self.stream.flush()
+
+def default_jobs() -> int:
+    """One worker per CPU this process may run on, at most 8 (past that the
+    target's metadata journal, not the CPU, limits a copy)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _fanout_dir(src_fd: int) -> str:
+    """Which directory's entries the workers share: the source root, or its
+    widest subdirectory when that is wider (``store`` in a /nix)."""
+    best, width = "", 0
+    with os.scandir(src_fd) as it:
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    width = len(entries)
+    for name, is_dir in entries:
+        if not is_dir:
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+        except OSError:
+            continue
+        try:
+            n = len(os.listdir(fd))
+        finally:
+            os.close(fd)
+        if n > width:
+            best, width = name, n
+    return best
 
 
 def _error(exc: OSError, what: str) -> FlywheelError:
@@ -266,17 +301,18 @@ def _error(exc: OSError, what: str) -> FlywheelError:
     return FlywheelError(f"seeding failed while {what}: {exc.strerror}" + (f" ({exc.filename})" if exc.filename else ""))
 
 
-def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout: float = 600.0,
+def seed(source: str | Path, target: str | Path, *, jobs: int = 0, lock_timeout: float = 600.0,
          progress: TextIO | None = None, progress_interval: float = 5.0,
          chown_work: list[str] | None = None, work_owner: tuple[int, int] = (1001, 1001)) -> SeedReport:
-    """Make ``target`` an exact copy of ``source`` and stamp it; see the module docs."""
+    """Make ``target`` an exact copy of ``source`` and stamp it; see the module docs.
+    ``jobs``: worker processes (0: one per usable CPU, see :func:`default_jobs`)."""
     t0 = time.monotonic()
     src, dst = Path(source), Path(target)
-    if jobs != 1:
-        from flywheel_runtime.errors import UnsupportedError
+    if jobs < 0:
+        from flywheel_runtime.errors import ExitCode
 
-        raise UnsupportedError("--jobs other than 1 is not implemented: one pass with dir fds is the measured "
-                               "fastest on 2 vCPU; run without --jobs")
+        raise FlywheelError(f"--jobs must be 0 (one per CPU) or more, got {jobs}", exit_code=ExitCode.USAGE)
+    jobs = jobs or default_jobs()
     if not src.is_dir():
         raise SourceMissingError(f"seed source {src} does not exist or is not a directory")
     try:
@@ -312,15 +348,19 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
                 except OSError as exc:
                     raise _error(exc, f"marking {dst} as being seeded") from None
                 stats = Stats()
-                copier = Copier(stats, keep_top=frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME}),
-                                trust_meta=partial == identity.encode())
-                copier.root_fd = dst_fd
                 total = _nar_total(src)
                 try:
+                    remove_staging(dst_fd)  # a killed run's hardlink staging names
                     src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                     try:
-                        with _Progress(stats, total, progress or sys.stderr, progress_interval if progress is not False
-                                       else 0):
+                        copier = Copier(stats, root_fd=dst_fd, keep_top=frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME}),
+                                        trust_meta=partial == identity.encode(), jobs=jobs,
+                                        fanout=_fanout_dir(src_fd) if jobs > 1 else None)
+                        ticker = _Progress(copier.snapshot, total, progress or sys.stderr,
+                                           progress_interval if progress is not False else 0)
+                        copier.tick = ticker.tick
+                        copier.flush = lambda: _syncfs(dst_fd)
+                        try:
                             before = initial = _db_state(src)
                             copier.copy_dir(src_fd, dst_fd, "", os.fstat(src_fd), top=True)
                             # The db is copied file by file: if anything wrote it meanwhile, copy
@@ -336,8 +376,12 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 1, lock_timeout:
                                                     " stop writers (nix-daemon) in the source and re-run")
                             if after != initial:
                                 report.identity = identity = source_identity(src)
+                        finally:
+                            ticker.close()
+                            copier.close()
                     finally:
                         os.close(src_fd)
+                    remove_staging(dst_fd)  # empty by now unless the db was copied again
                     _syncfs(dst_fd)
                 except OSError as exc:
                     raise _error(exc, f"copying {src} to {dst}") from None

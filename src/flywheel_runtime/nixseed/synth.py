@@ -3,8 +3,10 @@
 ``/nix/store/<32-char hash>-<name>/{bin,lib,share/...}`` with mtime 1, files
 0444/0555, directories 0555, a size mix that is mostly small files with a few
 large libraries, symlinks (relative, absolute, dangling), duplicate content
-hardlinked through ``store/.links`` the way ``auto-optimise-store`` does, and a
-real WAL-mode ``var/nix/db/db.sqlite`` registering every path.  Deterministic
+every regular file hardlinked into ``store/.links`` under its content hash the way
+``auto-optimise-store`` does (so almost every file has two or more names, and
+duplicate content shares one inode), and a real WAL-mode ``var/nix/db/db.sqlite``
+registering every path.  Deterministic
 for a given seed.  Needs root (files are owned by uid 0 as in the image).
 """
 
@@ -65,10 +67,12 @@ def generate(root: str | Path, *, files: int = 30_000, total_bytes: int = 1 << 3
     links = store / ".links"
     links.mkdir(parents=True, exist_ok=True)
     avg = max(total_bytes // max(files, 1), 1)
-    # Draw the sizes, then scale so the total lands near total_bytes.
+    # Draw the sizes and which files repeat earlier content, then scale so the
+    # unique bytes (what a copy writes) land at total_bytes or just above.
     sizes = [_size(rng, avg) for _ in range(files)]
-    scale = total_bytes / max(sum(sizes), 1)
-    sizes = [int(s * scale) for s in sizes]
+    dup = [i > 0 and rng.random() < dup_fraction for i in range(files)]
+    scale = total_bytes / max(sum(s for s, d in zip(sizes, dup) if not d), 1)
+    sizes = [int(s * scale) + 1 for s in sizes]
     blob = rng.randbytes(1 << 20)
     dup_pool: list[tuple[str, int]] = []  # (.links name, size) for content seen before
     n_paths = max(files // files_per_path, 1)
@@ -92,7 +96,7 @@ def generate(root: str | Path, *, files: int = 30_000, total_bytes: int = 1 << 3
             d = subdirs[k % len(subdirs)]
             name = f"f{k}.so" if d.name == "lib" else f"f{k}"
             path = d / name
-            if dup_pool and rng.random() < dup_fraction:
+            if dup_pool and dup[fi - 1]:
                 lname, lsize = rng.choice(dup_pool)
                 os.link(links / lname, path)
                 nhard += 1
@@ -105,10 +109,10 @@ def generate(root: str | Path, *, files: int = 30_000, total_bytes: int = 1 << 3
                     fh.write(data)
                 os.chmod(path, 0o555 if d.name == "bin" else 0o444)
                 nbytes_file = len(data)
-                if rng.random() < 0.15:  # this content recurs elsewhere: optimiser links it
-                    lname = hashlib.sha256(data).hexdigest()[:52]
-                    if not (links / lname).exists():
-                        os.link(path, links / lname)
+                lname = hashlib.sha256(data).hexdigest()[:52]
+                if not (links / lname).exists():  # the optimiser links every file, unique or not
+                    os.link(path, links / lname)
+                    if rng.random() < 0.15:  # content that recurs in later store paths
                         dup_pool.append((lname, len(data)))
             nfiles += 1
             nbytes += nbytes_file

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from flywheel_runtime.errors import UnsupportedError
 from flywheel_runtime.nixseed import read_stamp, seed
 from flywheel_runtime.nixseed.compare import compare_trees
 from flywheel_runtime.nixseed.copy import SMALL
@@ -113,12 +112,11 @@ def test_json_report_on_stdout(store: Path, tmp_path: Path) -> None:
     assert again["skipped"] is True and again["identity"] == first["identity"] == read_stamp(tmp_path / "nix")["identity"]
 
 
-def test_jobs_other_than_one_is_refused_clearly(store: Path, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedError):
-        seed(store, tmp_path / "nix", jobs=4)
+def test_negative_jobs_is_a_usage_error(store: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(store), "--target",
-                          str(tmp_path / "nix"), "--jobs", "2"], capture_output=True, text=True)
-    assert out.returncode == 10 and out.stderr.count("\n") == 1
+                          str(tmp_path / "nix"), "--jobs", "-1"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--jobs" in out.stderr
+    assert not (tmp_path / "nix").exists()
 
 
 def test_import_stays_light() -> None:
