@@ -237,6 +237,7 @@ class Copier:
         self.links: _MemoryLinks | _StagedLinks | _FarmLinks = (
             _StagedLinks(root_fd) if jobs > 1 else _MemoryLinks(root_fd))
         self._farm_pass = False  # copying a link farm's own names: each is its inode's first copy
+        self._grouped_seen = False  # a name with st_nlink > 1 was copied (before any farm)
         self._workers: _Workers | None = None
         self._method = "copy_file_range"
         self._uid, self._gid = os.geteuid(), os.getegid()
@@ -335,8 +336,10 @@ class Copier:
     def _file(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
               rel: str, stale_tmp: bool) -> None:
         key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
-        if key is not None and self._linked(ddir, name, key, dst, stale_tmp):
-            return
+        if key is not None:
+            self._grouped_seen = True
+            if self._linked(ddir, name, key, dst, stale_tmp):
+                return
         # A name only ever carries the source's mtime once content, owner and
         # mode are final (utime is the last step), so matching metadata means
         # a complete file.  A lone inode must stay lone (no stale hardlink group).
@@ -404,8 +407,10 @@ class Copier:
                  rel: str, stale_tmp: bool) -> None:
         # Nix's optimiser links symlinks too.
         key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
-        if key is not None and self._linked(ddir, name, key, dst, stale_tmp):
-            return
+        if key is not None:
+            self._grouped_seen = True
+            if self._linked(ddir, name, key, dst, stale_tmp):
+                return
         target = os.readlink(name, dir_fd=sdir)
         if dst is not None and stat.S_ISLNK(dst.st_mode) and dst.st_uid == st.st_uid and \
                 dst.st_gid == st.st_gid and dst.st_mtime_ns == st.st_mtime_ns and \
@@ -472,7 +477,8 @@ class Copier:
         # Temp names only exist when a crash left them: skip the unlink otherwise.
         stale_tmp = any(n.startswith(TMP_PREFIX) for n in dst_entries)
         farm = None
-        if not isinstance(self.links, _FarmLinks) and self._workers is None:
+        # A farm can only be the registry if no other name of its inodes was copied before it.
+        if not isinstance(self.links, _FarmLinks) and self._workers is None and not self._grouped_seen:
             farm = self._open_farm(sdir, ddir, rel, src_entries, dst_entries, fresh)
         if rel == self.fanout and self.jobs > 1 and self._workers is None:
             self._fan_out(sdir, ddir, rel, src_entries, dst_entries, stale_tmp, top, fresh, farm)
@@ -563,10 +569,10 @@ class Copier:
                 entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
             names: dict[int, str] = {}
             for n, e in entries:
-                if e.st_nlink > 1 and e.st_dev == st.st_dev and not stat.S_ISDIR(e.st_mode):
-                    if names.setdefault(e.st_ino, n) != n:
-                        os.close(sfd)  # two farm names for one inode: not a farm; copy it as it is
-                        return None
+                # Only flat, one name per inode is a farm; anything else is copied as it is.
+                if stat.S_ISDIR(e.st_mode) or (e.st_nlink > 1 and names.setdefault(e.st_ino, n) != n):
+                    os.close(sfd)
+                    return None
             dst = dst_entries.pop(FARM_NAME, None)
             if dst is not None and not stat.S_ISDIR(dst.st_mode):
                 os.unlink(FARM_NAME, dir_fd=ddir)

@@ -23,9 +23,10 @@ def _verify(target_nix: Path) -> None:
     assert "error" not in out.lower(), out
 
 
-def test_seed_is_exact_and_nix_verifies_it(store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_seed_is_exact_and_nix_verifies_it(store: Path, tmp_path: Path, jobs: int) -> None:
     dst = tmp_path / "root" / "nix"
-    report = seed(store, dst, progress_interval=0)
+    report = seed(store, dst, jobs=jobs, progress_interval=0)
     assert not report.skipped and report.files > 0 and report.hardlinks > 0 and report.symlinks > 0
     assert compare_trees(store, dst) == []
     _verify(dst)
@@ -49,16 +50,18 @@ def test_rerun_is_recognised_without_walking(store: Path, tmp_path: Path) -> Non
     assert report.skipped and report.files == 0
 
 
-def test_reseed_from_a_different_image_is_exact(store: Path, store_b: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reseed_from_a_different_image_is_exact(store: Path, store_b: Path, tmp_path: Path, jobs: int) -> None:
     dst = tmp_path / "nix"
-    seed(store, dst, progress_interval=0)
-    report = seed(store_b, dst, progress_interval=0)
+    seed(store, dst, jobs=jobs, progress_interval=0)
+    report = seed(store_b, dst, jobs=jobs, progress_interval=0)
     assert not report.skipped and report.removed > 0
     assert compare_trees(store_b, dst) == []
     assert read_stamp(dst)["identity"] == source_identity(store_b)
 
 
-def test_nothing_is_written_outside_the_target(store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_nothing_is_written_outside_the_target(store: Path, tmp_path: Path, jobs: int) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     dst = tmp_path / "nix"
@@ -67,14 +70,15 @@ def test_nothing_is_written_outside_the_target(store: Path, tmp_path: Path) -> N
     (dst / "store").symlink_to(outside)
     (dst / "var").mkdir()
     (dst / "var" / "nix").symlink_to(outside)
-    seed(store, dst, progress_interval=0)
+    seed(store, dst, jobs=jobs, progress_interval=0)
     assert list(outside.iterdir()) == []
     assert compare_trees(store, dst) == []
 
 
-def test_stale_temp_files_and_truncated_files_are_repaired(store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_stale_temp_files_and_truncated_files_are_repaired(store: Path, tmp_path: Path, jobs: int) -> None:
     dst = tmp_path / "nix"
-    seed(store, dst, progress_interval=0)
+    seed(store, dst, jobs=jobs, progress_interval=0)
     (dst / STAMP_NAME).unlink()  # as after a crash before the stamp
     victim = next(p for p in (dst / "store").rglob("libbig*.so"))
     victim.chmod(0o644)
@@ -82,15 +86,17 @@ def test_stale_temp_files_and_truncated_files_are_repaired(store: Path, tmp_path
         fh.truncate(10)
     (victim.parent.chmod(0o755))
     (victim.parent / ".flywheel-tmp-junk").write_text("half")
-    seed(store, dst, progress_interval=0)
+    farm_entry = next((dst / "store" / ".links").iterdir())  # a farm name damaged too
+    farm_entry.unlink()
+    seed(store, dst, jobs=jobs, progress_interval=0)
     assert compare_trees(store, dst) == []
 
 
-@pytest.mark.parametrize("rnd", range(6))
+@pytest.mark.parametrize("rnd", range(8))
 def test_sigkill_at_a_random_moment_then_rerun_is_exact(store: Path, tmp_path: Path, rnd: int) -> None:
     dst = tmp_path / "nix"
     cmd = [sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(store), "--target", str(dst),
-           "--progress-interval", "0"]
+           "--progress-interval", "0", "--jobs", str(1 + rnd % 2)]
     # Measure a full run once to aim the kill inside it.
     if rnd == 0:
         t0 = time.monotonic()
@@ -105,6 +111,7 @@ def test_sigkill_at_a_random_moment_then_rerun_is_exact(store: Path, tmp_path: P
     time.sleep(random.Random(rnd).uniform(0.05, max(full, 0.3)))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _no_worker_outlives(dst)
     stamp = read_stamp(dst)
     if stamp is not None:  # it finished before the kill: then it must be exact
         assert compare_trees(store, dst) == []
@@ -112,6 +119,25 @@ def test_sigkill_at_a_random_moment_then_rerun_is_exact(store: Path, tmp_path: P
     assert rerun.returncode == 0, rerun.stderr
     assert compare_trees(store, dst) == []
     assert read_stamp(dst)["identity"] == source_identity(store)
+
+
+def _no_worker_outlives(dst: Path) -> None:
+    """A killed seeder's workers die with it (PR_SET_PDEATHSIG): none keeps writing."""
+    deadline = time.monotonic() + 5
+    while True:
+        alive = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, str(dst))]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"workers outlived their seeder: {alive}"
+        time.sleep(0.05)
+
+
+def _cmdline_has(pid: str, needle: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return needle.encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def test_two_concurrent_seeders_serialise(store: Path, tmp_path: Path) -> None:
@@ -136,13 +162,14 @@ def test_missing_source_is_exit_7_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_enospc_on_a_small_tmpfs_is_exit_5_and_no_stamp(store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_enospc_on_a_small_tmpfs_is_exit_5_and_no_stamp(store: Path, tmp_path: Path, jobs: int) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
     try:
         with pytest.raises(NoSpaceError):
-            seed(store, mnt / "nix", progress_interval=0)
+            seed(store, mnt / "nix", jobs=jobs, progress_interval=0)
         assert read_stamp(mnt / "nix") is None
         out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(store),
                               "--target", str(mnt / "nix")], capture_output=True, text=True)
