@@ -6,6 +6,8 @@ init container copies the image's ``/nix`` into it before the runner starts.
 hardlink groups, empty and read-only directories), crash-safe (a stamp naming
 the source's identity is written last, after ``syncfs``), serialised by a
 lock, and fast on a re-run (the stamp is recognised without walking).
+A first seed forks one worker per usable CPU over the store paths; the store's
+``.links`` farm is copied first and then serves as the hardlink registry.
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ processes, with no memory that grows with the store.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import json
 import os
 import stat
 import time
 from collections.abc import Callable
+from array import array
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -136,6 +138,42 @@ class _StagedLinks:
         os.close(self.fd)
 
 
+class _FarmIndex:
+    """A link farm's names by source inode, compact: about 80 bytes per name
+    (names packed in one buffer, inode numbers and offsets in typed arrays,
+    a permutation sorted by inode for binary search), so the registry of a
+    large store costs a few MB, not a dict of Python objects."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.offs = array("Q", [0])
+        self.inos = array("Q")
+        self.order = array("L")
+
+    def add(self, ino: int, name: str) -> None:
+        self.blob += os.fsencode(name)
+        self.offs.append(len(self.blob))
+        self.inos.append(ino)
+
+    def seal(self) -> bool:
+        """Sort for lookups; False when two names share an inode (then it is no farm)."""
+        inos = self.inos
+        self.order = array("L", sorted(range(len(inos)), key=inos.__getitem__))
+        order = self.order
+        return all(inos[order[i]] != inos[order[i + 1]] for i in range(len(order) - 1))
+
+    def __len__(self) -> int:
+        return len(self.inos)
+
+    def name(self, i: int) -> str:
+        return os.fsdecode(bytes(self.blob[self.offs[i]:self.offs[i + 1]]))
+
+    def find(self, ino: int) -> str | None:
+        order, inos = self.order, self.inos
+        k = bisect.bisect_left(order, ino, key=inos.__getitem__)
+        return self.name(order[k]) if k < len(order) and inos[order[k]] == ino else None
+
+
 class _FarmLinks:
     """Hardlink groups through the store's link farm (``store/.links``): the
     optimiser gives every store inode exactly one name there, so once the farm
@@ -143,11 +181,11 @@ class _FarmLinks:
     ``.links/<name>``: no registration, no staging, nothing shared to race on.
     Inodes without a farm name fall through to ``inner``."""
 
-    def __init__(self, inner: _MemoryLinks | _StagedLinks, farm_fd: int, names: dict[int, str], dev: int) -> None:
-        self.inner, self.fd, self.names, self.dev = inner, farm_fd, names, dev
+    def __init__(self, inner: _MemoryLinks | _StagedLinks, farm_fd: int, index: _FarmIndex, dev: int) -> None:
+        self.inner, self.fd, self.index, self.dev = inner, farm_fd, index, dev
 
     def lookup(self, key: Key) -> tuple[int, int] | None:
-        farm = self.names.get(key[1]) if key[0] == self.dev else None
+        farm = self.index.find(key[1]) if key[0] == self.dev else None
         if farm is not None:
             try:
                 st = os.stat(farm, dir_fd=self.fd, follow_symlinks=False)
@@ -157,7 +195,7 @@ class _FarmLinks:
         return self.inner.lookup(key)
 
     def link(self, key: Key, ddir: int, name: str) -> bool:
-        farm = self.names.get(key[1]) if key[0] == self.dev else None
+        farm = self.index.find(key[1]) if key[0] == self.dev else None
         if farm is not None:
             try:
                 os.link(farm, name, src_dir_fd=self.fd, dst_dir_fd=ddir, follow_symlinks=False)
@@ -176,19 +214,35 @@ class _FarmLinks:
 
 @dataclass
 class _Farm:
-    """A link farm directory being copied: source and target fds, listings, and its names by inode."""
+    """A link farm directory being copied: source and target fds and its names by inode.
+    Entries are looked up one by one (lstat) rather than held as listings, so
+    memory stays at the index's few bytes per name however large the store."""
 
     sfd: int
     dfd: int
     rel: str
     st: os.stat_result
-    entries: list[tuple[str, os.stat_result]]
-    dst_entries: dict[str, os.stat_result]
-    names: dict[int, str]
+    index: _FarmIndex
     dev: int
     fresh: bool
     made_by_us: bool
     stale_tmp: bool
+
+    def copy_slice(self, copier: Copier, lo: int, hi: int) -> None:
+        copier._farm_pass = True
+        try:
+            for i in range(lo, hi):
+                name = self.index.name(i)
+                st = os.stat(name, dir_fd=self.sfd, follow_symlinks=False)
+                dst = None
+                if not self.fresh:
+                    try:
+                        dst = os.stat(name, dir_fd=self.dfd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        pass
+                copier.copy_entry(self.sfd, self.dfd, self.rel, name, st, dst, self.stale_tmp, self.fresh)
+        finally:
+            copier._farm_pass = False
 
 
 def remove_staging(root_fd: int) -> None:
@@ -484,13 +538,7 @@ class Copier:
             self._fan_out(sdir, ddir, rel, src_entries, dst_entries, stale_tmp, top, fresh, farm)
         else:
             if farm is not None:
-                self._farm_pass = True
-                try:
-                    for name, st in farm.entries:
-                        self.copy_entry(farm.sfd, farm.dfd, farm.rel, name, st, farm.dst_entries.get(name),
-                                        farm.stale_tmp, farm.fresh)
-                finally:
-                    self._farm_pass = False
+                farm.copy_slice(self, 0, len(farm.index))
                 self._close_farm(farm)
             for name, st in src_entries:
                 self.copy_entry(sdir, ddir, rel, name, st, dst_entries.pop(name, None), stale_tmp, fresh)
@@ -565,14 +613,17 @@ class Copier:
             return None
         sfd = os.open(FARM_NAME, _O_DIR, dir_fd=sdir)
         try:
+            index = _FarmIndex()
             with os.scandir(sfd) as it:
-                entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
-            names: dict[int, str] = {}
-            for n, e in entries:
-                # Only flat, one name per inode is a farm; anything else is copied as it is.
-                if stat.S_ISDIR(e.st_mode) or (e.st_nlink > 1 and names.setdefault(e.st_ino, n) != n):
-                    os.close(sfd)
-                    return None
+                for e in it:
+                    est = e.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(est.st_mode):  # only a flat farm; anything else is copied as it is
+                        os.close(sfd)
+                        return None
+                    index.add(est.st_ino, e.name)
+            if not index.seal():  # two farm names for one inode
+                os.close(sfd)
+                return None
             dst = dst_entries.pop(FARM_NAME, None)
             if dst is not None and not stat.S_ISDIR(dst.st_mode):
                 os.unlink(FARM_NAME, dir_fd=ddir)
@@ -587,25 +638,27 @@ class Copier:
             os.close(sfd)
             raise
         src_entries[:] = [(n, e) for n, e in src_entries if n != FARM_NAME]
-        have: dict[str, os.stat_result] = {}
+        stale_tmp = False
         if dst is not None:
             with os.scandir(dfd) as it:
-                have = {e.name: e.stat(follow_symlinks=False) for e in it}
-        return _Farm(sfd, dfd, f"{rel}/{FARM_NAME}" if rel else FARM_NAME, st, entries, have, names,
-                     st.st_dev, fresh=dst is None, made_by_us=dst is None and fresh,
-                     stale_tmp=any(n.startswith(TMP_PREFIX) for n in have))
+                stale_tmp = any(e.name.startswith(TMP_PREFIX) for e in it)
+        return _Farm(sfd, dfd, f"{rel}/{FARM_NAME}" if rel else FARM_NAME, st, index, st.st_dev,
+                     fresh=dst is None, made_by_us=dst is None and fresh, stale_tmp=stale_tmp)
 
     def _close_farm(self, farm: _Farm) -> None:
         """After every farm name is copied: drop stale ones, finish the directory,
         and make the farm the registry for the rest of the copy."""
-        names = {n for n, _ in farm.entries}
-        for n, st in farm.dst_entries.items():
-            if n not in names:
-                self._remove(farm.dfd, n, st)
+        if not farm.fresh:  # names the source's farm lacks (one lstat each: no listing held)
+            with os.scandir(farm.dfd) as it:
+                for e in it:
+                    try:
+                        os.stat(e.name, dir_fd=farm.sfd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        self._remove(farm.dfd, e.name, e.stat(follow_symlinks=False))
         self.finish_dir(farm.dfd, farm.st, farm.made_by_us)
         self.stats.dirs += 1
         os.close(farm.sfd)
-        self.links = _FarmLinks(self.links, farm.dfd, farm.names, farm.dev)
+        self.links = _FarmLinks(self.links, farm.dfd, farm.index, farm.dev)
 
     # -- workers -----------------------------------------------------------
 
@@ -621,7 +674,7 @@ class Copier:
             (n, st, dst_entries.get(n), False) for n, st in src_entries] + [(n, st, st, True) for n, st in stale]
         registry = self.links
         if farm is not None:  # workers copy the farm first, then link every other name from it
-            self.links = _FarmLinks(self.links, os.dup(farm.dfd), farm.names, farm.dev)
+            self.links = _FarmLinks(self.links, os.dup(farm.dfd), farm.index, farm.dev)
         self._workers = _Workers(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
         try:
             done = self._workers.run()
@@ -668,7 +721,7 @@ class _Workers:
         self.units, self.stale_tmp, self.fresh = units, stale_tmp, fresh
         # The farm goes first, in slices; the other units wait until every slice is done.
         self.farm = farm
-        n = len(farm.entries) if farm is not None else 0
+        n = len(farm.index) if farm is not None else 0
         per = max(64, -(-n // (copier.jobs * 16))) if n else 1
         self.slices = [(lo, min(lo + per, n)) for lo in range(0, n, per)]
         self.slices_done = ctx.RawValue("q", 0)
@@ -821,14 +874,8 @@ class _Workers:
 
 
     def _farm_slice(self, lo: int, hi: int) -> None:  # pragma: no cover - runs in a fork
-        c, f = self.copier, self.farm
-        assert f is not None
-        c._farm_pass = True
-        try:
-            for name, st in f.entries[lo:hi]:
-                c.copy_entry(f.sfd, f.dfd, f.rel, name, st, f.dst_entries.get(name), f.stale_tmp, f.fresh)
-        finally:
-            c._farm_pass = False
+        assert self.farm is not None
+        self.farm.copy_slice(self.copier, lo, hi)
 
 
 class _PeerFailed(Exception):

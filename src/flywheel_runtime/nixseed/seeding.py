@@ -259,14 +259,38 @@ class _Progress:
                 f"rate_mb_s={rate / 1e6:.1f} files_s={(s.files + s.skipped + s.hardlinks) / dt:.0f} eta_s={eta}")
 
 
-def default_jobs() -> int:
-    """One worker per CPU this process may run on, at most 8 (past that the
-    target's metadata journal, not the CPU, limits a copy)."""
+def default_jobs(root: str | Path = "/") -> int:
+    """One worker per CPU this process may use, at most 8 (past that the
+    target's metadata journal, not the CPU, limits a copy).  "May use" is the
+    smaller of the CPU affinity and the container's CFS quota (cgroup v2
+    ``cpu.max`` or v1 ``cpu.cfs_quota_us``), rounded up: an init container
+    limited to 4 CPUs on a 64-CPU node gets 4, not 64 throttled workers.
+    ``root`` prefixes the cgroup paths (tests)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(Path(root))
+    if quota is not None:
+        cpus = min(cpus, quota)
     return max(1, min(cpus, 8))
+
+
+def _cgroup_cpu_quota(root: Path) -> int | None:
+    cg = root / "sys" / "fs" / "cgroup"
+    try:
+        fields = (cg / "cpu.max").read_text().split()
+        if len(fields) == 2 and fields[0] != "max":
+            return -(-int(fields[0]) // int(fields[1]))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        q = int((cg / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cg / "cpu" / "cpu.cfs_period_us").read_text())
+        return -(-q // period) if q > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _fanout_dir(src_fd: int) -> str:

@@ -137,3 +137,21 @@ def test_a_killed_runs_staging_directory_is_removed(tmp_path: Path) -> None:
     seed(src, dst, jobs=2, progress_interval=0)
     assert not (dst / STAGING_NAME).exists()
     assert compare_trees(src, dst) == []
+
+
+@pytest.mark.parametrize(("files", "want"), [
+    ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2, 1.5 CPUs rounds up
+    ({"cpu.max": "max 100000\n"}, None),  # no quota: the affinity decides
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_default_jobs_follows_the_cpu_quota(tmp_path: Path, files: dict[str, str], want: int | None) -> None:
+    from flywheel_runtime.nixseed.seeding import default_jobs
+
+    for rel, body in files.items():
+        f = tmp_path / "sys" / "fs" / "cgroup" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(body)
+    cpus = min(len(os.sched_getaffinity(0)), 8)
+    assert default_jobs(tmp_path) == (min(want, cpus) if want else cpus)
