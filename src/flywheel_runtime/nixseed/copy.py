@@ -10,24 +10,30 @@ writable, filled, then given their final mode and mtime.
 
 Hardlink groups are kept by source inode.  ``auto-optimise-store`` links every
 store file into ``store/.links``, so in a real image nearly every file has two
-names and this is the main path, not an edge case.  With one job the first
-copy of each inode is remembered in memory; with several, worker processes
-(forked at the store directory, one unit per store path) share the groups
-through a staging directory in the target: ``link()`` either finds the first
-copy there or reports that nobody has made it yet, atomically, across
-processes, with no memory that grows with the store.
+names and this is the main path, not an edge case.  That farm is copied first
+(every name in it is its inode's first copy) and then is the registry: any
+other name of a farm inode is one ``link()`` from ``.links/<name>``, found
+through a compact index (about 80 bytes per name).  Groups the farm does not
+cover are remembered in memory with one job; with several, in a staging
+directory in the target, where ``link()`` either finds the first copy or
+reports that nobody has made it yet, atomically, across processes.
+
+Several jobs are forked worker processes sharing the entries of the store
+directory (one unit per store path, the farm in slices before them); see
+:class:`_Workers`.
 """
 
 from __future__ import annotations
 
 import bisect
 import errno
+import fcntl
 import json
 import os
 import stat
 import time
-from collections.abc import Callable
 from array import array
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -40,6 +46,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PR_SET_PDEATHSIG = 1
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 
 Key = tuple[int, int]  # source (st_dev, st_ino)
 
@@ -293,7 +300,8 @@ class Copier:
         self._farm_pass = False  # copying a link farm's own names: each is its inode's first copy
         self._grouped_seen = False  # a name with st_nlink > 1 was copied (before any farm)
         self._workers: _Workers | None = None
-        self._method = "copy_file_range"
+        self._method = "ficlone"
+        self._used: str | None = None
         self._uid, self._gid = os.geteuid(), os.getegid()
         self._umask = os.umask(0o022)
         os.umask(self._umask)
@@ -301,7 +309,9 @@ class Copier:
 
     @property
     def method(self) -> str:
-        return self._method
+        """How large files were copied: ficlone, copy_file_range or sendfile
+        ("write" when every file was small enough for one read and one write)."""
+        return self._used or "write"
 
     def snapshot(self) -> Stats:
         """Counts so far, workers included (for progress lines)."""
@@ -319,6 +329,10 @@ class Copier:
     # -- content -----------------------------------------------------------
 
     def _copy_data(self, sfd: int, dfd: int, size: int) -> None:
+        # Methods in order of preference, each dropped for the rest of the run on
+        # its first refusal: a reflink shares the extents (same XFS/btrfs, also
+        # through overlayfs); copy_file_range copies in the kernel (same fs);
+        # sendfile works across filesystems (overlay or tmpfs to ext4: EXDEV above).
         if size <= SMALL:
             data = os.read(sfd, size + 1)
             n = os.write(dfd, data)
@@ -327,6 +341,16 @@ class Copier:
                 while view:
                     view = view[os.write(dfd, view):]
             return
+        if self._method == "ficlone":
+            try:
+                fcntl.ioctl(dfd, _FICLONE, sfd)
+                self._used = self._used or "ficlone"
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTTY, errno.ENOSYS,
+                                     errno.EBADF, errno.EPERM):
+                    raise
+                self._method = "copy_file_range"
         left = size
         if self._method == "copy_file_range":
             try:
@@ -335,6 +359,7 @@ class Copier:
                     if n == 0:
                         break
                     left -= n
+                self._used = _weaker(self._used, "copy_file_range")
                 return
             except OSError as exc:
                 # EXDEV from overlay/tmpfs to ext4 (the real image-to-volume case).
@@ -347,6 +372,7 @@ class Copier:
             if n == 0:
                 break
             offset += n
+        self._used = _weaker(self._used, "sendfile")
 
     # -- entries -----------------------------------------------------------
 
@@ -688,6 +714,16 @@ class Copier:
             self._close_farm(farm)
 
 
+_METHODS = ("ficlone", "copy_file_range", "sendfile")
+
+
+def _weaker(a: str | None, b: str | None) -> str | None:
+    """The later of two copy methods in the fallback chain (what the run could rely on)."""
+    if a is None or b is None:
+        return a or b
+    return a if _METHODS.index(a) >= _METHODS.index(b) else b
+
+
 def _unlink_quiet(ddir: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=ddir)
@@ -792,7 +828,8 @@ class _Workers:
                 msg = {}
             if "stats" in msg:
                 total.add(Stats(**msg["stats"]))
-                self.copier._method = msg.get("method", self.copier._method)
+                used = msg.get("method")
+                self.copier._used = _weaker(self.copier._used, used if used != "write" else None)
                 continue
             if first_error is None or (first_error.get("kind") == "peer" and msg.get("kind") != "peer"):
                 first_error = msg or {"kind": "died", "status": status, "index": index}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flywheel_runtime.nixseed.synth import freeze_like_image
 
 import json
+import shutil
 import os
 import sqlite3
 import subprocess
@@ -107,7 +108,7 @@ def test_json_report_on_stdout(store: Path, tmp_path: Path) -> None:
            str(tmp_path / "nix"), "--json", "--progress-interval", "0"]
     first = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     assert {"files", "dirs", "symlinks", "hardlinks", "bytes", "seconds", "method", "identity", "skipped"} <= set(first)
-    assert first["skipped"] is False and first["files"] > 0 and first["method"] in ("copy_file_range", "sendfile")
+    assert first["skipped"] is False and first["files"] > 0 and first["method"] in ("ficlone", "copy_file_range", "sendfile")
     again = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     assert again["skipped"] is True and again["identity"] == first["identity"] == read_stamp(tmp_path / "nix")["identity"]
 
@@ -149,3 +150,34 @@ def test_progress_has_a_numeric_eta_from_the_nix_database(store: Path, tmp_path:
     seed(store, tmp_path / "nix", progress=buf, progress_interval=0.001)
     etas = re.findall(r"eta_s=(\S+)", buf.getvalue())
     assert etas and any(re.fullmatch(r"\d+\.\d", e) for e in etas), buf.getvalue()[:500]
+
+
+@pytest.fixture
+def xfs(tmp_path: Path):
+    """A reflink-capable XFS on a loop device (xfsprogs; root)."""
+    if shutil.which("mkfs.xfs") is None or shutil.which("losetup") is None:
+        pytest.skip("mkfs.xfs (xfsprogs) or losetup is missing")
+    img, mnt = tmp_path / "xfs.img", tmp_path / "xfs"
+    with open(img, "wb") as fh:
+        fh.truncate(512 << 20)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(img)], check=True)
+    mnt.mkdir()
+    out = subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot loop-mount XFS here: {out.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reflinks_where_the_filesystem_allows(xfs: Path, jobs: int) -> None:
+    src = _crafted(xfs / "src")
+    dst = xfs / "dst" / "nix"
+    report = seed(src, dst, jobs=jobs, progress_interval=0)
+    assert report.method == "ficlone"
+    assert compare_trees(src, dst) == []
+    big = dst / "store" / "0123456789abcdfghijklmnpqrsvwxyz-crafted" / "big.bin"
+    extents = subprocess.run(["filefrag", "-v", str(big)], capture_output=True, text=True, check=True).stdout
+    assert "shared" in extents, extents  # the copy shares the source's extents: a reflink, not bytes
