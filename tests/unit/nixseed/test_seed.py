@@ -207,3 +207,30 @@ def test_progress_lines_are_logfmt(store: Path, tmp_path: Path) -> None:
     lines = [ln for ln in buf.getvalue().splitlines() if ln]
     assert lines and all(ln.startswith("seed-nix progress files=") and "rate_mb_s=" in ln and "eta_s=" in ln
                          for ln in lines)
+
+
+def test_a_terminal_gets_a_live_bar(store: Path, tmp_path: Path) -> None:
+    """On a tty stderr the progress redraws one line (carriage returns), not a log."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "flywheel_runtime", "seed-nix", "--source", str(store),
+                                 "--target", str(tmp_path / "nix"), "--progress-interval", "0.001"],
+                                stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait() == 0
+    finally:
+        os.close(leader)
+    text = out.decode(errors="replace")
+    assert "\rseed-nix progress files=" in text, text[:300]
+    assert compare_trees(store, tmp_path / "nix") == []
