@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from flywheel_runtime.errors import FlywheelError
+
 TMP_PREFIX = ".flywheel-tmp-"
 FARM_NAME = ".links"  # Nix's optimiser: one name per store inode, under the store
 STAGING_NAME = ".flywheel-seed.links"  # shared hardlink groups while workers run
@@ -149,31 +151,46 @@ class _FarmIndex:
     """A link farm's names by source inode, compact: about 80 bytes per name
     (names packed in one buffer, inode numbers and offsets in typed arrays,
     a permutation sorted by inode for binary search), so the registry of a
-    large store costs a few MB, not a dict of Python objects."""
+    large store costs a few MB, not a dict of Python objects.
 
-    def __init__(self) -> None:
+    Names come from the listing alone; inode numbers are filled in by whoever
+    copies each name (its lstat is needed for the copy anyway), into an array
+    the workers share, so the parent never walks the farm before forking."""
+
+    def __init__(self, names: list[str], inos: Any) -> None:
         self.blob = bytearray()
         self.offs = array("Q", [0])
-        self.inos = array("Q")
+        for n in names:
+            self.blob += os.fsencode(n)
+            self.offs.append(len(self.blob))
+        self.inos = inos  # array("Q") or a shared RawArray("Q"), one slot per name, 0 until copied
         self.order = array("L")
 
-    def add(self, ino: int, name: str) -> None:
-        self.blob += os.fsencode(name)
-        self.offs.append(len(self.blob))
-        self.inos.append(ino)
-
-    def seal(self) -> bool:
-        """Sort for lookups; False when two names share an inode (then it is no farm)."""
-        inos = self.inos
-        self.order = array("L", sorted(range(len(inos)), key=inos.__getitem__))
-        order = self.order
-        return all(inos[order[i]] != inos[order[i + 1]] for i in range(len(order) - 1))
-
     def __len__(self) -> int:
-        return len(self.inos)
+        return len(self.offs) - 1
 
     def name(self, i: int) -> str:
         return os.fsdecode(bytes(self.blob[self.offs[i]:self.offs[i + 1]]))
+
+    def seal(self) -> list[list[int]]:
+        """Sort for lookups (after every name's inode is in); returns the groups of
+        names that share one inode (a farm should have none), first name first."""
+        if not isinstance(self.inos, array):  # shared ctypes array: index a local copy (10x faster)
+            local = array("Q")
+            local.frombytes(memoryview(self.inos).cast("B"))
+            self.inos = local
+        inos = self.inos
+        self.order = array("L", sorted(range(len(self)), key=inos.__getitem__))
+        order, dups = self.order, []
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and inos[order[j]] == inos[order[i]]:
+                j += 1
+            if j - i > 1 and inos[order[i]]:
+                dups.append(sorted(order[i:j]))
+            i = j
+        return dups
 
     def find(self, ino: int) -> str | None:
         order, inos = self.order, self.inos
@@ -241,6 +258,7 @@ class _Farm:
             for i in range(lo, hi):
                 name = self.index.name(i)
                 st = os.stat(name, dir_fd=self.sfd, follow_symlinks=False)
+                self.index.inos[i] = st.st_ino if st.st_dev == self.dev else 0
                 dst = None
                 if not self.fresh:
                     try:
@@ -250,6 +268,23 @@ class _Farm:
                 copier.copy_entry(self.sfd, self.dfd, self.rel, name, st, dst, self.stale_tmp, self.fresh)
         finally:
             copier._farm_pass = False
+
+    def seal(self, copier: Copier) -> None:
+        """Index the copied farm; names that turn out to share an inode (not what
+        the optimiser makes, but possible) were copied apart: link them together."""
+        for group in self.index.seal():
+            first = self.index.name(group[0])
+            want = os.stat(first, dir_fd=self.dfd, follow_symlinks=False).st_ino
+            for i in group[1:]:
+                name = self.index.name(i)
+                if os.stat(name, dir_fd=self.dfd, follow_symlinks=False).st_ino == want:
+                    continue
+                tmp = TMP_PREFIX + name[:200]
+                _unlink_quiet(self.dfd, tmp)
+                os.link(first, tmp, src_dir_fd=self.dfd, dst_dir_fd=self.dfd, follow_symlinks=False)
+                os.rename(tmp, name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+                copier.stats.files -= 1
+                copier.stats.hardlinks += 1
 
 
 def remove_staging(root_fd: int) -> None:
@@ -559,12 +594,14 @@ class Copier:
         farm = None
         # A farm can only be the registry if no other name of its inodes was copied before it.
         if not isinstance(self.links, _FarmLinks) and self._workers is None and not self._grouped_seen:
-            farm = self._open_farm(sdir, ddir, rel, src_entries, dst_entries, fresh)
+            farm = self._open_farm(sdir, ddir, rel, src_entries, dst_entries, fresh,
+                                   workers=rel == self.fanout and self.jobs > 1)
         if rel == self.fanout and self.jobs > 1 and self._workers is None:
             self._fan_out(sdir, ddir, rel, src_entries, dst_entries, stale_tmp, top, fresh, farm)
         else:
             if farm is not None:
                 farm.copy_slice(self, 0, len(farm.index))
+                farm.seal(self)
                 self._close_farm(farm)
             for name, st in src_entries:
                 self.copy_entry(sdir, ddir, rel, name, st, dst_entries.pop(name, None), stale_tmp, fresh)
@@ -630,7 +667,7 @@ class Copier:
     # -- the store's link farm -------------------------------------------
 
     def _open_farm(self, sdir: int, ddir: int, rel: str, src_entries: list[tuple[str, os.stat_result]],
-                   dst_entries: dict[str, os.stat_result], fresh: bool) -> _Farm | None:
+                   dst_entries: dict[str, os.stat_result], fresh: bool, workers: bool) -> _Farm | None:
         """When this directory holds a link farm whose names are one per inode,
         prepare it to be copied first; it then serves as the hardlink registry.
         Its entry leaves ``src_entries`` / ``dst_entries``."""
@@ -639,17 +676,21 @@ class Copier:
             return None
         sfd = os.open(FARM_NAME, _O_DIR, dir_fd=sdir)
         try:
-            index = _FarmIndex()
+            names = []
             with os.scandir(sfd) as it:
                 for e in it:
-                    est = e.stat(follow_symlinks=False)
-                    if stat.S_ISDIR(est.st_mode):  # only a flat farm; anything else is copied as it is
+                    if e.is_dir(follow_symlinks=False):  # only a flat farm; anything else is copied as it is
                         os.close(sfd)
                         return None
-                    index.add(est.st_ino, e.name)
-            if not index.seal():  # two farm names for one inode
-                os.close(sfd)
-                return None
+                    names.append(e.name)
+            if workers:
+                import multiprocessing
+
+                inos: Any = multiprocessing.get_context("fork").RawArray("Q", len(names))
+            else:
+                inos = array("Q", bytes(8 * len(names)))
+            index = _FarmIndex(names, inos)
+            del names
             dst = dst_entries.pop(FARM_NAME, None)
             if dst is not None and not stat.S_ISDIR(dst.st_mode):
                 os.unlink(FARM_NAME, dir_fd=ddir)
@@ -711,6 +752,7 @@ class Copier:
                 self.links = registry
         self.stats.add(done)
         if farm is not None:
+            farm.index.seal()  # the parent's own lookups after the fan-out (the repair is done)
             self._close_farm(farm)
 
 
@@ -731,7 +773,7 @@ def _unlink_quiet(ddir: int, name: str) -> None:
         pass
 
 
-class WorkerError(Exception):
+class WorkerError(FlywheelError):
     """A worker process failed with something other than an OSError."""
 
 
@@ -761,6 +803,7 @@ class _Workers:
         per = max(64, -(-n // (copier.jobs * 16))) if n else 1
         self.slices = [(lo, min(lo + per, n)) for lo in range(0, n, per)]
         self.slices_done = ctx.RawValue("q", 0)
+        self.farm_ready = ctx.RawValue("i", 0)
         self.jobs = copier.jobs
         self.next = ctx.RawValue("q", 0)
         self.lock = ctx.Lock()
@@ -775,9 +818,37 @@ class _Workers:
             setattr(out, f, sum(self.counts[w * n + i] for w in range(self.jobs)))
         return out
 
-    def run(self) -> Stats:
+    def _collect(self, procs: dict[int, tuple[int, int]]) -> dict[int, bytearray]:
         import selectors
 
+        sel = selectors.DefaultSelector()
+        buffers: dict[int, bytearray] = {}
+        for pid, (_i, r) in procs.items():
+            sel.register(r, selectors.EVENT_READ, pid)
+            buffers[pid] = bytearray()
+        open_ends = len(procs)
+        try:
+            while open_ends:
+                for key, _ev in sel.select(timeout=0.25):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        buffers[key.data] += chunk
+                    else:
+                        sel.unregister(key.fd)
+                        open_ends -= 1
+                if self.copier.tick is not None:
+                    self.copier.tick()
+                if self.copier.flush is not None:
+                    # Idle here anyway: write back what the workers wrote so far, so the
+                    # final sync has little left and the disk works while they copy.
+                    self.copier.flush()
+        finally:
+            sel.close()
+        for _i, r in procs.values():
+            os.close(r)
+        return buffers
+
+    def run(self) -> Stats:
         parent = os.getpid()
         procs: dict[int, tuple[int, int]] = {}  # pid -> (worker index, read end)
         try:
@@ -789,36 +860,24 @@ class _Workers:
                     self._child(index, w, parent)
                 os.close(w)
                 procs[pid] = (index, r)
+            # Wait for the results, ticking progress meanwhile.
+            buffers = self._collect(procs)
         except BaseException:
+            # Whatever stops the parent (a failed flush, ^C) stops the workers too:
+            # an in-process caller must not go on while they still write.
             self.failed.value = 1
             self.barrier.abort()
             for pid, (_i, r) in procs.items():
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
                 os.waitpid(pid, 0)
-                os.close(r)
+                try:
+                    os.close(r)
+                except OSError:
+                    pass
             raise
-        # Wait for the results, ticking progress meanwhile.
-        sel = selectors.DefaultSelector()
-        buffers: dict[int, bytearray] = {}
-        for pid, (_i, r) in procs.items():
-            sel.register(r, selectors.EVENT_READ, pid)
-            buffers[pid] = bytearray()
-        open_ends = len(procs)
-        while open_ends:
-            for key, _ev in sel.select(timeout=0.25):
-                chunk = os.read(key.fd, 1 << 16)
-                if chunk:
-                    buffers[key.data] += chunk
-                else:
-                    sel.unregister(key.fd)
-                    os.close(key.fd)
-                    open_ends -= 1
-            if self.copier.tick is not None:
-                self.copier.tick()
-            if self.copier.flush is not None:
-                # Idle here anyway: write back what the workers wrote so far, so the
-                # final sync has little left and the disk works while they copy.
-                self.copier.flush()
-        sel.close()
         total, first_error = Stats(), None
         for pid, (index, _r) in procs.items():
             _p, status = os.waitpid(pid, 0)
@@ -875,6 +934,7 @@ class _Workers:
         c.tick = None
         n = len(self._FIELDS)
         base = index * n
+        sealed = False  # this process's view of the farm index is sorted
         while True:
             if self.failed.value:
                 raise _PeerFailed()
@@ -888,11 +948,21 @@ class _Workers:
                 self._farm_slice(*self.slices[i])
                 with self.lock:
                     self.slices_done.value += 1
+                    last = self.slices_done.value == nslices
+                if last:  # every farm name is copied: index it, mend shared inodes, let linking start
+                    assert self.farm is not None
+                    self.farm.seal(c)
+                    self.farm_ready.value = 1
+                    sealed = True
             else:
-                while self.slices_done.value < nslices:  # the farm must be complete to link from it
+                while nslices and not self.farm_ready.value:  # the farm must be complete to link from it
                     if self.failed.value:
                         raise _PeerFailed()
                     time.sleep(0.001)
+                if nslices and not sealed:
+                    assert self.farm is not None
+                    self.farm.index.seal()
+                    sealed = True
                 name, st, dst, stale = self.units[i - nslices]
                 if stale:
                     c._remove(self.ddir, name, st)
