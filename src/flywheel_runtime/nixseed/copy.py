@@ -13,45 +13,42 @@ store file into ``store/.links``, so in a real image nearly every file has two
 names and this is the main path, not an edge case.  That farm is copied first
 (every name in it is its inode's first copy) and then is the registry: any
 other name of a farm inode is one ``link()`` from ``.links/<name>``, found
-through a compact index (about 80 bytes per name).  Groups the farm does not
-cover are remembered in memory with one job; with several, in a staging
-directory in the target, where ``link()`` either finds the first copy or
-reports that nobody has made it yet, atomically, across processes.
+through a compact index.  Groups the farm does not cover go to a registry in
+memory (one job) or in the target (several); see ``links.py``.
 
 Several jobs are forked worker processes sharing the entries of the store
 directory (one unit per store path, the farm in slices before them); see
-:class:`_Workers`.
+``workers.py``.
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
 import fcntl
-import json
 import os
 import stat
-import time
 from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
-from flywheel_runtime.errors import FlywheelError
+from flywheel_runtime.nixseed.links import (
+    FARM_NAME,
+    O_DIR,
+    STAGING_NAME,
+    FarmIndex,
+    FarmLinks,
+    Key,
+    MemoryLinks,
+    StagedLinks,
+    rmtree_at,
+)
 
 TMP_PREFIX = ".flywheel-tmp-"
-FARM_NAME = ".links"  # Nix's optimiser: one name per store inode, under the store
-STAGING_NAME = ".flywheel-seed.links"  # shared hardlink groups while workers run
 SMALL = 1 << 16  # files up to this size are copied with one read and one write
-FANOUT_MIN_ENTRIES = 16  # a directory this wide is worth splitting across workers
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_PR_SET_PDEATHSIG = 1
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
-
-Key = tuple[int, int]  # source (st_dev, st_ino)
-
 
 @dataclass
 class Stats:
@@ -68,174 +65,6 @@ class Stats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-class _MemoryLinks:
-    """Hardlink groups of a single process: source inode -> path of its first copy."""
-
-    def __init__(self, root_fd: int) -> None:
-        self.root_fd = root_fd
-        self.first: dict[Key, str] = {}
-
-    def lookup(self, key: Key) -> tuple[int, int] | None:
-        rel = self.first.get(key)
-        if rel is None:
-            return None
-        st = os.stat(rel, dir_fd=self.root_fd, follow_symlinks=False)  # only on re-runs
-        return st.st_dev, st.st_ino
-
-    def link(self, key: Key, ddir: int, name: str) -> bool:
-        rel = self.first.get(key)
-        if rel is None:
-            return False
-        # Addressed from the target root; linkat never follows a symlink in between.
-        os.link(rel, name, src_dir_fd=self.root_fd, dst_dir_fd=ddir, follow_symlinks=False)
-        return True
-
-    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
-        self.first.setdefault(key, rel)
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-class _StagedLinks:
-    """Hardlink groups shared by worker processes: one name per source inode in
-    a staging directory of the target.  ``link()`` from it succeeds, or fails
-    with ENOENT when no worker has copied that inode yet; registering is a
-    ``link()`` to it that fails with EEXIST when another worker won the race."""
-
-    def __init__(self, root_fd: int) -> None:
-        try:
-            os.mkdir(STAGING_NAME, 0o700, dir_fd=root_fd)
-        except FileExistsError:
-            pass
-        self.fd = os.open(STAGING_NAME, _O_DIR, dir_fd=root_fd)
-
-    @staticmethod
-    def name(key: Key) -> str:
-        return f"{key[0]:x}-{key[1]:x}"
-
-    def lookup(self, key: Key) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.name(key), dir_fd=self.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        return st.st_dev, st.st_ino
-
-    def link(self, key: Key, ddir: int, name: str) -> bool:
-        try:
-            os.link(self.name(key), name, src_dir_fd=self.fd, dst_dir_fd=ddir, follow_symlinks=False)
-        except FileNotFoundError:  # ddir is an open fd: only the staging name can be missing
-            return False
-        return True
-
-    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
-        try:
-            os.link(name, self.name(key), src_dir_fd=ddir, dst_dir_fd=self.fd, follow_symlinks=False)
-        except FileExistsError:
-            return False
-        return True
-
-    def sweep(self, index: int, jobs: int) -> None:
-        """Drop this worker's share of the staging names (by inode, so shares never overlap)."""
-        with os.scandir(self.fd) as it:
-            for e in it:
-                if int(e.name.rsplit("-", 1)[1], 16) % jobs == index:
-                    os.unlink(e.name, dir_fd=self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class _FarmIndex:
-    """A link farm's names by source inode, compact: about 80 bytes per name
-    (names packed in one buffer, inode numbers and offsets in typed arrays,
-    a permutation sorted by inode for binary search), so the registry of a
-    large store costs a few MB, not a dict of Python objects.
-
-    Names come from the listing alone; inode numbers are filled in by whoever
-    copies each name (its lstat is needed for the copy anyway), into an array
-    the workers share, so the parent never walks the farm before forking."""
-
-    def __init__(self, names: list[str], inos: Any) -> None:
-        self.blob = bytearray()
-        self.offs = array("Q", [0])
-        for n in names:
-            self.blob += os.fsencode(n)
-            self.offs.append(len(self.blob))
-        self.inos = inos  # array("Q") or a shared RawArray("Q"), one slot per name, 0 until copied
-        self.order = array("L")
-
-    def __len__(self) -> int:
-        return len(self.offs) - 1
-
-    def name(self, i: int) -> str:
-        return os.fsdecode(bytes(self.blob[self.offs[i]:self.offs[i + 1]]))
-
-    def seal(self) -> list[list[int]]:
-        """Sort for lookups (after every name's inode is in); returns the groups of
-        names that share one inode (a farm should have none), first name first."""
-        if not isinstance(self.inos, array):  # shared ctypes array: index a local copy (10x faster)
-            local = array("Q")
-            local.frombytes(memoryview(self.inos).cast("B"))
-            self.inos = local
-        inos = self.inos
-        self.order = array("L", sorted(range(len(self)), key=inos.__getitem__))
-        order, dups = self.order, []
-        i = 0
-        while i < len(order):
-            j = i + 1
-            while j < len(order) and inos[order[j]] == inos[order[i]]:
-                j += 1
-            if j - i > 1 and inos[order[i]]:
-                dups.append(sorted(order[i:j]))
-            i = j
-        return dups
-
-    def find(self, ino: int) -> str | None:
-        order, inos = self.order, self.inos
-        k = bisect.bisect_left(order, ino, key=inos.__getitem__)
-        return self.name(order[k]) if k < len(order) and inos[order[k]] == ino else None
-
-
-class _FarmLinks:
-    """Hardlink groups through the store's link farm (``store/.links``): the
-    optimiser gives every store inode exactly one name there, so once the farm
-    is copied, any other name of such an inode is a ``link()`` from
-    ``.links/<name>``: no registration, no staging, nothing shared to race on.
-    Inodes without a farm name fall through to ``inner``."""
-
-    def __init__(self, inner: _MemoryLinks | _StagedLinks, farm_fd: int, index: _FarmIndex, dev: int) -> None:
-        self.inner, self.fd, self.index, self.dev = inner, farm_fd, index, dev
-
-    def lookup(self, key: Key) -> tuple[int, int] | None:
-        farm = self.index.find(key[1]) if key[0] == self.dev else None
-        if farm is not None:
-            try:
-                st = os.stat(farm, dir_fd=self.fd, follow_symlinks=False)
-                return st.st_dev, st.st_ino
-            except FileNotFoundError:
-                pass
-        return self.inner.lookup(key)
-
-    def link(self, key: Key, ddir: int, name: str) -> bool:
-        farm = self.index.find(key[1]) if key[0] == self.dev else None
-        if farm is not None:
-            try:
-                os.link(farm, name, src_dir_fd=self.fd, dst_dir_fd=ddir, follow_symlinks=False)
-                return True
-            except FileNotFoundError:
-                pass
-        return self.inner.link(key, ddir, name)
-
-    def register(self, key: Key, ddir: int, name: str, rel: str) -> bool:
-        return self.inner.register(key, ddir, name, rel)
-
-    def close(self) -> None:
-        os.close(self.fd)
-        self.inner.close()
-
-
 @dataclass
 class _Farm:
     """A link farm directory being copied: source and target fds and its names by inode.
@@ -246,7 +75,7 @@ class _Farm:
     dfd: int
     rel: str
     st: os.stat_result
-    index: _FarmIndex
+    index: FarmIndex
     dev: int
     fresh: bool
     made_by_us: bool
@@ -287,31 +116,6 @@ class _Farm:
                 copier.stats.hardlinks += 1
 
 
-def remove_staging(root_fd: int) -> None:
-    """Remove a staging directory a killed run left behind (its names are only extra links)."""
-    try:
-        os.lstat(STAGING_NAME, dir_fd=root_fd)
-    except FileNotFoundError:
-        return
-    rmtree_at(root_fd, STAGING_NAME)
-
-
-def rmtree_at(ddir: int, name: str) -> None:
-    """Remove directory ``name`` under ``ddir`` and everything in it, following no symlink."""
-    os.chmod(name, 0o700, dir_fd=ddir, follow_symlinks=False)
-    fd = os.open(name, _O_DIR, dir_fd=ddir)
-    try:
-        with os.scandir(fd) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    rmtree_at(fd, e.name)
-                else:
-                    os.unlink(e.name, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=ddir)
-
-
 class Copier:
     """Copy a source directory tree onto a target directory, exactly."""
 
@@ -330,11 +134,11 @@ class Copier:
         self.fanout = fanout  # relative path of the directory whose entries workers share
         self.tick = tick  # called every few hundred entries (progress)
         self.flush: Callable[[], None] | None = None  # called by the idle parent while workers copy
-        self.links: _MemoryLinks | _StagedLinks | _FarmLinks = (
-            _StagedLinks(root_fd) if jobs > 1 else _MemoryLinks(root_fd))
+        self.links: MemoryLinks | StagedLinks | FarmLinks = (
+            StagedLinks(root_fd) if jobs > 1 else MemoryLinks(root_fd))
         self._farm_pass = False  # copying a link farm's own names: each is its inode's first copy
         self._grouped_seen = False  # a name with st_nlink > 1 was copied (before any farm)
-        self._workers: _Workers | None = None
+        self._workers: Any = None  # the Workers of a fan-out in progress
         self._method = "ficlone"
         self._used: str | None = None
         self._uid, self._gid = os.geteuid(), os.getegid()
@@ -593,7 +397,7 @@ class Copier:
         stale_tmp = any(n.startswith(TMP_PREFIX) for n in dst_entries)
         farm = None
         # A farm can only be the registry if no other name of its inodes was copied before it.
-        if not isinstance(self.links, _FarmLinks) and self._workers is None and not self._grouped_seen:
+        if not isinstance(self.links, FarmLinks) and self._workers is None and not self._grouped_seen:
             farm = self._open_farm(sdir, ddir, rel, src_entries, dst_entries, fresh,
                                    workers=rel == self.fanout and self.jobs > 1)
         if rel == self.fanout and self.jobs > 1 and self._workers is None:
@@ -653,9 +457,9 @@ class Copier:
             os.mkdir(name, 0o700, dir_fd=ddir)
         elif stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
             os.chmod(name, 0o700, dir_fd=ddir, follow_symlinks=False)
-        cs = os.open(name, _O_DIR, dir_fd=sdir)
+        cs = os.open(name, O_DIR, dir_fd=sdir)
         try:
-            cd = os.open(name, _O_DIR, dir_fd=ddir)
+            cd = os.open(name, O_DIR, dir_fd=ddir)
             try:
                 self.copy_dir(cs, cd, path, st, fresh=dst is None, made_by_us=dst is None and in_fresh)
             finally:
@@ -674,7 +478,7 @@ class Copier:
         st = next((e for n, e in src_entries if n == FARM_NAME), None)
         if st is None or not stat.S_ISDIR(st.st_mode):
             return None
-        sfd = os.open(FARM_NAME, _O_DIR, dir_fd=sdir)
+        sfd = os.open(FARM_NAME, O_DIR, dir_fd=sdir)
         try:
             names = []
             with os.scandir(sfd) as it:
@@ -689,7 +493,7 @@ class Copier:
                 inos: Any = multiprocessing.get_context("fork").RawArray("Q", len(names))
             else:
                 inos = array("Q", bytes(8 * len(names)))
-            index = _FarmIndex(names, inos)
+            index = FarmIndex(names, inos)
             del names
             dst = dst_entries.pop(FARM_NAME, None)
             if dst is not None and not stat.S_ISDIR(dst.st_mode):
@@ -700,7 +504,7 @@ class Copier:
                 os.mkdir(FARM_NAME, 0o700, dir_fd=ddir)
             elif stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
                 os.chmod(FARM_NAME, 0o700, dir_fd=ddir, follow_symlinks=False)
-            dfd = os.open(FARM_NAME, _O_DIR, dir_fd=ddir)
+            dfd = os.open(FARM_NAME, O_DIR, dir_fd=ddir)
         except BaseException:
             os.close(sfd)
             raise
@@ -725,7 +529,7 @@ class Copier:
         self.finish_dir(farm.dfd, farm.st, farm.made_by_us)
         self.stats.dirs += 1
         os.close(farm.sfd)
-        self.links = _FarmLinks(self.links, farm.dfd, farm.index, farm.dev)
+        self.links = FarmLinks(self.links, farm.dfd, farm.index, farm.dev)
 
     # -- workers -----------------------------------------------------------
 
@@ -741,8 +545,10 @@ class Copier:
             (n, st, dst_entries.get(n), False) for n, st in src_entries] + [(n, st, st, True) for n, st in stale]
         registry = self.links
         if farm is not None:  # workers copy the farm first, then link every other name from it
-            self.links = _FarmLinks(self.links, os.dup(farm.dfd), farm.index, farm.dev)
-        self._workers = _Workers(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
+            self.links = FarmLinks(self.links, os.dup(farm.dfd), farm.index, farm.dev)
+        from flywheel_runtime.nixseed.workers import Workers
+
+        self._workers = Workers(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
         try:
             done = self._workers.run()
         finally:
@@ -773,217 +579,3 @@ def _unlink_quiet(ddir: int, name: str) -> None:
         pass
 
 
-class WorkerError(FlywheelError):
-    """A worker process failed with something other than an OSError."""
-
-
-class _Workers:
-    """``jobs`` forked processes sharing the entries of one directory.
-
-    Each takes the next unit from a shared counter (an entry: a whole store
-    path), so a long one never holds the others up.  The parent only waits,
-    reports progress, and merges counts.  A worker dies with its parent
-    (PR_SET_PDEATHSIG): a SIGKILLed seeder leaves no orphan writing on.  They
-    also inherit the lock's open file, so a re-run cannot start before they end.
-    """
-
-    _FIELDS = [f.name for f in fields(Stats)]
-
-    def __init__(self, copier: Copier, sdir: int, ddir: int, rel: str,
-                 units: list[tuple[str, os.stat_result, os.stat_result | None, bool]], stale_tmp: bool,
-                 fresh: bool, farm: _Farm | None = None) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
-        self.copier, self.sdir, self.ddir, self.rel = copier, sdir, ddir, rel
-        self.units, self.stale_tmp, self.fresh = units, stale_tmp, fresh
-        # The farm goes first, in slices; the other units wait until every slice is done.
-        self.farm = farm
-        n = len(farm.index) if farm is not None else 0
-        per = max(64, -(-n // (copier.jobs * 16))) if n else 1
-        self.slices = [(lo, min(lo + per, n)) for lo in range(0, n, per)]
-        self.slices_done = ctx.RawValue("q", 0)
-        self.farm_ready = ctx.RawValue("i", 0)
-        self.jobs = copier.jobs
-        self.next = ctx.RawValue("q", 0)
-        self.lock = ctx.Lock()
-        self.failed = ctx.RawValue("i", 0)
-        self.barrier = ctx.Barrier(self.jobs)
-        self.counts = ctx.RawArray("q", len(self._FIELDS) * self.jobs)
-
-    def live(self) -> Stats:
-        out = Stats()
-        n = len(self._FIELDS)
-        for i, f in enumerate(self._FIELDS):
-            setattr(out, f, sum(self.counts[w * n + i] for w in range(self.jobs)))
-        return out
-
-    def _collect(self, procs: dict[int, tuple[int, int]]) -> dict[int, bytearray]:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        buffers: dict[int, bytearray] = {}
-        for pid, (_i, r) in procs.items():
-            sel.register(r, selectors.EVENT_READ, pid)
-            buffers[pid] = bytearray()
-        open_ends = len(procs)
-        try:
-            while open_ends:
-                for key, _ev in sel.select(timeout=0.25):
-                    chunk = os.read(key.fd, 1 << 16)
-                    if chunk:
-                        buffers[key.data] += chunk
-                    else:
-                        sel.unregister(key.fd)
-                        open_ends -= 1
-                if self.copier.tick is not None:
-                    self.copier.tick()
-                if self.copier.flush is not None:
-                    # Idle here anyway: write back what the workers wrote so far, so the
-                    # final sync has little left and the disk works while they copy.
-                    self.copier.flush()
-        finally:
-            sel.close()
-        for _i, r in procs.values():
-            os.close(r)
-        return buffers
-
-    def run(self) -> Stats:
-        parent = os.getpid()
-        procs: dict[int, tuple[int, int]] = {}  # pid -> (worker index, read end)
-        try:
-            for index in range(self.jobs):
-                r, w = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - measured in the child, reported through the pipe
-                    os.close(r)
-                    self._child(index, w, parent)
-                os.close(w)
-                procs[pid] = (index, r)
-            # Wait for the results, ticking progress meanwhile.
-            buffers = self._collect(procs)
-        except BaseException:
-            # Whatever stops the parent (a failed flush, ^C) stops the workers too:
-            # an in-process caller must not go on while they still write.
-            self.failed.value = 1
-            self.barrier.abort()
-            for pid, (_i, r) in procs.items():
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-                os.waitpid(pid, 0)
-                try:
-                    os.close(r)
-                except OSError:
-                    pass
-            raise
-        total, first_error = Stats(), None
-        for pid, (index, _r) in procs.items():
-            _p, status = os.waitpid(pid, 0)
-            try:
-                msg = json.loads(bytes(buffers[pid]) or b"{}")
-            except ValueError:
-                msg = {}
-            if "stats" in msg:
-                total.add(Stats(**msg["stats"]))
-                used = msg.get("method")
-                self.copier._used = _weaker(self.copier._used, used if used != "write" else None)
-                continue
-            if first_error is None or (first_error.get("kind") == "peer" and msg.get("kind") != "peer"):
-                first_error = msg or {"kind": "died", "status": status, "index": index}
-        if first_error is not None:
-            if first_error.get("kind") == "os":
-                raise OSError(first_error["errno"], first_error["strerror"], first_error.get("filename"))
-            raise WorkerError(first_error.get("message") or f"seed worker ended without a report ({first_error})")
-        return total
-
-    def _child(self, index: int, w: int, parent: int) -> None:  # pragma: no cover - runs in a fork
-        code = 1
-        try:
-            import ctypes
-            import signal
-
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os._exit(1)
-            msg = self._work(index)
-            code = 0
-        except OSError as exc:
-            msg = {"kind": "os", "errno": exc.errno, "strerror": exc.strerror,
-                   "filename": exc.filename if isinstance(exc.filename, str) else None}
-        except _PeerFailed:
-            msg = {"kind": "peer"}
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-            msg = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
-        if code:
-            self.failed.value = 1
-            self.barrier.abort()
-        try:
-            data = json.dumps(msg).encode()
-            while data:
-                data = data[os.write(w, data):]
-        finally:
-            os._exit(code)
-
-    def _work(self, index: int) -> dict[str, Any]:  # pragma: no cover - runs in a fork
-        import threading
-
-        c = self.copier
-        c.stats = Stats()
-        c.tick = None
-        n = len(self._FIELDS)
-        base = index * n
-        sealed = False  # this process's view of the farm index is sorted
-        while True:
-            if self.failed.value:
-                raise _PeerFailed()
-            with self.lock:
-                i = self.next.value
-                self.next.value = i + 1
-            nslices = len(self.slices)
-            if i >= len(self.units) + nslices:
-                break
-            if i < nslices:
-                self._farm_slice(*self.slices[i])
-                with self.lock:
-                    self.slices_done.value += 1
-                    last = self.slices_done.value == nslices
-                if last:  # every farm name is copied: index it, mend shared inodes, let linking start
-                    assert self.farm is not None
-                    self.farm.seal(c)
-                    self.farm_ready.value = 1
-                    sealed = True
-            else:
-                while nslices and not self.farm_ready.value:  # the farm must be complete to link from it
-                    if self.failed.value:
-                        raise _PeerFailed()
-                    time.sleep(0.001)
-                if nslices and not sealed:
-                    assert self.farm is not None
-                    self.farm.index.seal()
-                    sealed = True
-                name, st, dst, stale = self.units[i - nslices]
-                if stale:
-                    c._remove(self.ddir, name, st)
-                else:
-                    c.copy_entry(self.sdir, self.ddir, self.rel, name, st, dst, self.stale_tmp, self.fresh)
-            s = c.stats
-            for k, f in enumerate(self._FIELDS):
-                self.counts[base + k] = getattr(s, f)
-        try:
-            self.barrier.wait()  # every worker is done linking from the staging names
-        except threading.BrokenBarrierError:
-            raise _PeerFailed() from None
-        if isinstance(c.links, _StagedLinks):
-            c.links.sweep(index, self.jobs)
-        return {"stats": asdict(c.stats), "method": c.method}
-
-
-    def _farm_slice(self, lo: int, hi: int) -> None:  # pragma: no cover - runs in a fork
-        assert self.farm is not None
-        self.farm.copy_slice(self.copier, lo, hi)
-
-
-class _PeerFailed(Exception):
-    """Another worker failed; this one stopped early."""

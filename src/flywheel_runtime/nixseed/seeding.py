@@ -10,9 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from flywheel_runtime.errors import (
@@ -22,7 +22,8 @@ from flywheel_runtime.errors import (
     PermissionDeniedError,
     SourceMissingError,
 )
-from flywheel_runtime.nixseed.copy import Copier, Stats, remove_staging
+from flywheel_runtime.nixseed.copy import Copier, Stats
+from flywheel_runtime.nixseed.links import remove_staging
 
 STAMP_NAME = ".flywheel-seed.json"
 LOCK_NAME = ".flywheel-seed.lock"

@@ -4,11 +4,9 @@ hardlink groups, and the Nix database opening in the copy."""
 
 from __future__ import annotations
 
-from flywheel_runtime.nixseed.synth import freeze_like_image
-
 import json
-import shutil
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 from flywheel_runtime.nixseed import read_stamp, seed
 from flywheel_runtime.nixseed.compare import compare_trees
 from flywheel_runtime.nixseed.copy import SMALL
+from flywheel_runtime.nixseed.synth import freeze_like_image
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="exact owners need root")
 

@@ -12,7 +12,7 @@ import pytest
 
 from flywheel_runtime.nixseed import seed
 from flywheel_runtime.nixseed.compare import compare_trees
-from flywheel_runtime.nixseed.copy import STAGING_NAME
+from flywheel_runtime.nixseed.links import STAGING_NAME
 from flywheel_runtime.nixseed.synth import freeze_like_image, generate
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="exact owners need root")
