@@ -447,8 +447,9 @@ class Copier:
         else:
             self._special(ddir, name, st, dst)
 
-    def _enter(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
-               path: str, in_fresh: bool) -> None:
+    def _writable_dir(self, ddir: int, name: str, dst: os.stat_result | None) -> os.stat_result | None:
+        """Make ``name`` a directory we can fill: replace a non-directory, create it
+        (None: it is new), or open up the mode of the one there."""
         if dst is not None and not stat.S_ISDIR(dst.st_mode):
             os.unlink(name, dir_fd=ddir)  # e.g. a symlink planted where a directory belongs
             self.stats.removed += 1
@@ -457,6 +458,11 @@ class Copier:
             os.mkdir(name, 0o700, dir_fd=ddir)
         elif stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
             os.chmod(name, 0o700, dir_fd=ddir, follow_symlinks=False)
+        return dst
+
+    def _enter(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
+               path: str, in_fresh: bool) -> None:
+        dst = self._writable_dir(ddir, name, dst)
         cs = os.open(name, O_DIR, dir_fd=sdir)
         try:
             cd = os.open(name, O_DIR, dir_fd=ddir)
@@ -495,15 +501,7 @@ class Copier:
                 inos = array("Q", bytes(8 * len(names)))
             index = FarmIndex(names, inos)
             del names
-            dst = dst_entries.pop(FARM_NAME, None)
-            if dst is not None and not stat.S_ISDIR(dst.st_mode):
-                os.unlink(FARM_NAME, dir_fd=ddir)
-                self.stats.removed += 1
-                dst = None
-            if dst is None:
-                os.mkdir(FARM_NAME, 0o700, dir_fd=ddir)
-            elif stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
-                os.chmod(FARM_NAME, 0o700, dir_fd=ddir, follow_symlinks=False)
+            dst = self._writable_dir(ddir, FARM_NAME, dst_entries.pop(FARM_NAME, None))
             dfd = os.open(FARM_NAME, O_DIR, dir_fd=ddir)
         except BaseException:
             os.close(sfd)

@@ -95,13 +95,6 @@ class StagedLinks:
             return False
         return True
 
-    def sweep(self, index: int, jobs: int) -> None:
-        """Drop this worker's share of the staging names (by inode, so shares never overlap)."""
-        with os.scandir(self.fd) as it:
-            for e in it:
-                if int(e.name.rsplit("-", 1)[1], 16) % jobs == index:
-                    os.unlink(e.name, dir_fd=self.fd)
-
     def close(self) -> None:
         os.close(self.fd)
 

@@ -406,7 +406,7 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 0, lock_timeout:
                             copier.close()
                     finally:
                         os.close(src_fd)
-                    remove_staging(dst_fd)  # empty by now unless the db was copied again
+                    remove_staging(dst_fd)  # groups outside the farm (the farm itself needs none)
                     _syncfs(dst_fd)
                 except OSError as exc:
                     raise _error(exc, f"copying {src} to {dst}") from None

@@ -10,7 +10,6 @@ from typing import Any
 
 from flywheel_runtime.errors import FlywheelError
 from flywheel_runtime.nixseed.copy import Copier, Stats, _Farm, _weaker
-from flywheel_runtime.nixseed.links import StagedLinks
 
 _PR_SET_PDEATHSIG = 1
 
@@ -50,7 +49,6 @@ class Workers:
         self.next = ctx.RawValue("q", 0)
         self.lock = ctx.Lock()
         self.failed = ctx.RawValue("i", 0)
-        self.barrier = ctx.Barrier(self.jobs)
         self.counts = ctx.RawArray("q", len(self._FIELDS) * self.jobs)
 
     def live(self) -> Stats:
@@ -108,7 +106,6 @@ class Workers:
             # Whatever stops the parent (a failed flush, ^C) stops the workers too:
             # an in-process caller must not go on while they still write.
             self.failed.value = 1
-            self.barrier.abort()
             for pid, (_i, r) in procs.items():
                 try:
                     os.kill(pid, 9)
@@ -160,7 +157,6 @@ class Workers:
             msg = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
         if code:
             self.failed.value = 1
-            self.barrier.abort()
         try:
             data = json.dumps(msg).encode()
             while data:
@@ -169,8 +165,6 @@ class Workers:
             os._exit(code)
 
     def _work(self, index: int) -> dict[str, Any]:  # pragma: no cover - runs in a fork
-        import threading
-
         c = self.copier
         c.stats = Stats()
         c.tick = None
@@ -213,12 +207,6 @@ class Workers:
             s = c.stats
             for k, f in enumerate(self._FIELDS):
                 self.counts[base + k] = getattr(s, f)
-        try:
-            self.barrier.wait()  # every worker is done linking from the staging names
-        except threading.BrokenBarrierError:
-            raise _PeerFailed() from None
-        if isinstance(c.links, StagedLinks):
-            c.links.sweep(index, self.jobs)
         return {"stats": asdict(c.stats), "method": c.method}
 
 

@@ -69,6 +69,9 @@ def _store_without_farm(root: Path, paths: int = 24) -> Path:
         os.link(shared, sp / "lib" / "libshared.so")
         (sp / "lib" / "own").write_bytes(os.urandom(1000 + i))
         os.link(sp / "lib" / "own", sp / "own-twin")  # a group inside one store path
+    for i in range(8):  # names the parent walks around the store (listing order decides before or after)
+        (src / f"side{i}").mkdir()
+        os.link(shared, src / f"side{i}" / "payload")
     freeze_like_image(src)
     return src
 
@@ -76,6 +79,8 @@ def _store_without_farm(root: Path, paths: int = 24) -> Path:
 @pytest.mark.parametrize("jobs", JOBS)
 def test_groups_outside_a_farm_are_kept(tmp_path: Path, jobs: int) -> None:
     src = _store_without_farm(tmp_path / "src")
+    listing = os.listdir(src)  # some side names come after the store the workers copy
+    assert max(listing.index(f"side{i}") for i in range(8)) > listing.index("store"), listing
     dst = tmp_path / "dst" / "nix"
     for _ in range(2):  # and a re-run over the copy (no stamp: the walk compares everything)
         seed(src, dst, jobs=jobs, progress_interval=0)
@@ -85,17 +90,23 @@ def test_groups_outside_a_farm_are_kept(tmp_path: Path, jobs: int) -> None:
         (dst / ".flywheel-seed.json").unlink()
 
 
-@pytest.mark.parametrize("jobs", JOBS)
-@pytest.mark.parametrize("shape", ["two-names-one-inode", "subdirectory"])
-def test_a_links_directory_that_is_not_a_farm_is_copied_as_it_is(tmp_path: Path, jobs: int, shape: str) -> None:
-    src = tmp_path / "src" / "nix"
+def _farm_store(src: Path, paths: int) -> Path:
+    """``paths`` store paths of one file each, every file also named in the farm."""
     farm = src / "store" / ".links"
     farm.mkdir(parents=True)
-    for i in range(8):
+    for i in range(paths):
         sp = src / "store" / f"{i:032d}-p{i}"
         sp.mkdir()
         (sp / "f").write_text(f"content {i}")
         os.link(sp / "f", farm / f"hash{i}")
+    return farm
+
+
+@pytest.mark.parametrize("jobs", JOBS)
+@pytest.mark.parametrize("shape", ["two-names-one-inode", "subdirectory"])
+def test_a_links_directory_that_is_not_a_farm_is_copied_as_it_is(tmp_path: Path, jobs: int, shape: str) -> None:
+    src = tmp_path / "src" / "nix"
+    farm = _farm_store(src, 8)
     if shape == "two-names-one-inode":
         os.link(farm / "hash0", farm / "hash0-again")
     else:
@@ -110,18 +121,17 @@ def test_a_links_directory_that_is_not_a_farm_is_copied_as_it_is(tmp_path: Path,
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_group_named_before_the_farm_is_kept(tmp_path: Path, jobs: int) -> None:
-    """The walk reaches a name of a farm inode before the farm itself (``a-first``
-    sorts before ``store``): the farm must not be used as the registry then."""
+    """The walk reaches a name of a farm inode before the farm itself: the farm
+    must not be the registry then.  The walk follows the directory's listing
+    order, so sixteen directories each name a farm inode, and the test checks
+    that at least one of them is listed before the store."""
     src = tmp_path / "src" / "nix"
-    farm = src / "store" / ".links"
-    farm.mkdir(parents=True)
-    (src / "a-first").mkdir()
-    for i in range(6):
-        sp = src / "store" / f"{i:032d}-p{i}"
-        sp.mkdir()
-        (sp / "f").write_text(f"content {i}")
-        os.link(sp / "f", farm / f"hash{i}")
-    os.link(farm / "hash3", src / "a-first" / "also-hash3")
+    farm = _farm_store(src, 24)  # wider than the root: the workers fork at the store
+    for i in range(16):
+        (src / f"pre{i}").mkdir()
+        os.link(farm / f"hash{i}", src / f"pre{i}" / "also")
+    listing = os.listdir(src)
+    assert min(listing.index(f"pre{i}") for i in range(16)) < listing.index("store"), listing
     freeze_like_image(src)
     dst = tmp_path / "dst" / "nix"
     seed(src, dst, jobs=jobs, progress_interval=0)
