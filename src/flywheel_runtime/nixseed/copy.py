@@ -245,6 +245,25 @@ class Copier:
         self.stats.hardlinks += 1
         return True
 
+    def _join_group(self, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
+                    stale_tmp: bool) -> tuple[Key | None, bool]:
+        """The hardlink key of a file or symlink (None when it has one name, or is
+        a farm name being copied), and whether ``name`` was linked to its group."""
+        if st.st_nlink == 1 or self._farm_pass:
+            return None, False
+        key = (st.st_dev, st.st_ino)
+        self._grouped_seen = True
+        return key, self._linked(ddir, name, key, dst, stale_tmp)
+
+    def _keep(self, key: Key | None, ddir: int, name: str, rel: str, dst: os.stat_result,
+              stale_tmp: bool) -> None:
+        """``name`` in the target is already exact: keep it, as its group's first
+        copy when it has a group (or link it to the first another worker registered)."""
+        if key is not None and not self.links.register(key, ddir, name, f"{rel}/{name}" if rel else name):
+            self._linked(ddir, name, key, dst, stale_tmp)
+            return
+        self.stats.skipped += 1
+
     def _register(self, key: Key, ddir: int, out: str, name: str, rel: str) -> bool:
         """Make our copy at ``out`` the group's first; False when another worker won."""
         if self.links.register(key, ddir, out, f"{rel}/{name}" if rel else name):
@@ -254,20 +273,15 @@ class Copier:
 
     def _file(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
               rel: str, stale_tmp: bool) -> None:
-        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
-        if key is not None:
-            self._grouped_seen = True
-            if self._linked(ddir, name, key, dst, stale_tmp):
-                return
+        key, linked = self._join_group(ddir, name, st, dst, stale_tmp)
+        if linked:
+            return
         # A name only ever carries the source's mtime once content, owner and
         # mode are final (utime is the last step), so matching metadata means
         # a complete file.  A lone inode must stay lone (no stale hardlink group).
         if dst is not None and self._same_meta(st, dst) and (st.st_nlink > 1 or dst.st_nlink == 1) and (
                 self.trust_meta or self._same_bytes(sdir, ddir, name, st.st_size)):
-            if key is not None and not self.links.register(key, ddir, name, f"{rel}/{name}" if rel else name):
-                self._linked(ddir, name, key, dst, stale_tmp)
-                return
-            self.stats.skipped += 1
+            self._keep(key, ddir, name, rel, dst, stale_tmp)
             return
         mode = stat.S_IMODE(st.st_mode)
         owned = st.st_uid == self._uid and st.st_gid == self._gid
@@ -324,20 +338,14 @@ class Copier:
 
     def _symlink(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None,
                  rel: str, stale_tmp: bool) -> None:
-        # Nix's optimiser links symlinks too.
-        key = (st.st_dev, st.st_ino) if st.st_nlink > 1 and not self._farm_pass else None
-        if key is not None:
-            self._grouped_seen = True
-            if self._linked(ddir, name, key, dst, stale_tmp):
-                return
+        key, linked = self._join_group(ddir, name, st, dst, stale_tmp)  # Nix's optimiser links symlinks too
+        if linked:
+            return
         target = os.readlink(name, dir_fd=sdir)
         if dst is not None and stat.S_ISLNK(dst.st_mode) and dst.st_uid == st.st_uid and \
                 dst.st_gid == st.st_gid and dst.st_mtime_ns == st.st_mtime_ns and \
                 (st.st_nlink > 1 or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target:
-            if key is not None and not self.links.register(key, ddir, name, f"{rel}/{name}" if rel else name):
-                self._linked(ddir, name, key, dst, stale_tmp)
-                return
-            self.stats.skipped += 1
+            self._keep(key, ddir, name, rel, dst, stale_tmp)
             return
         # As for files: the source's mtime is set last, so a crash mid-way is redone.
         out = name if dst is None else TMP_PREFIX + name[:200]
