@@ -1,9 +1,10 @@
 // Dawn (npm `webgpu`) canary: runs the flywheel GPU scene and prints one JSON line.
 //
 // Input on stdin (JSON, from flywheel_runtime.canary.dawn): {data_b64, clear, width,
-// height, workgroup, wgsl, flags}.  Output on stdout: {status, adapter, compute_b64,
-// render_b64, row_pitch, timings} -- raw readbacks only; the Python side does every
-// check, so a pass is always computed from what came back from the GPU.
+// height, workgroup, pad, wgsl, flags}.  Output on stdout: {status, adapter, compute_b64,
+// render_b64, timings} -- raw readbacks only (the render's buffer filled with `pad`
+// before the copy); the Python side does every check, so a pass is always
+// computed from what came back from the GPU.
 import { create, globals } from 'webgpu';
 
 const t0 = performance.now();
@@ -92,6 +93,8 @@ async function main() {
   });
   const rowPitch = Math.ceil((width * 4) / 256) * 256;
   const rb = device.createBuffer({ size: rowPitch * height, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  // pad bytes first: the Python side reads the row pitch back from where they survive
+  device.queue.writeBuffer(rb, 0, new Uint8Array(rowPitch * height).fill(input.pad));
   const [r, g, b, a] = input.clear.map((c) => c / 255);
   enc = device.createCommandEncoder();
   const rp = enc.beginRenderPass({
@@ -110,7 +113,7 @@ async function main() {
   device.destroy();
   await emit({
     status: 'ran', adapter: adapterInfo, errors, compute_b64: computeOut.toString('base64'),
-    render_b64: renderOut.toString('base64'), row_pitch: rowPitch,
+    render_b64: renderOut.toString('base64'),
   });
 }
 

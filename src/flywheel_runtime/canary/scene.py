@@ -18,6 +18,7 @@ from flywheel_runtime.canary.report import Report
 WIDTH, HEIGHT = 80, 64
 COMPUTE_N = 4096
 WORKGROUP = 64
+PITCH_ALIGN = 256  # WebGPU's bytesPerRow alignment for texture-to-buffer copies
 MULT, XOR = 3, 0xA5A5A5A5  # data[i] = (data[i] * 3 + i) ^ 0xA5A5A5A5 (mod 2**32), as in the shaders
 
 # Quads in pixel space (x0, y0, x1, y1), half-open, y down; the shaders hold the same
@@ -33,6 +34,9 @@ class Inputs:
     seed: int
     data: tuple[int, ...]
     clear: tuple[int, int, int, int]  # RGBA8, rendered from clear / 255.0
+    # Fills the render readback before the copy: a correct copy leaves it in every
+    # row's padding, so the row pitch is read from what came back.
+    pad: int = 0xA7
 
     @property
     def clear_float(self) -> tuple[float, float, float, float]:
@@ -43,7 +47,7 @@ class Inputs:
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "n": len(self.data), "clear": list(self.clear), "width": WIDTH, "height": HEIGHT,
-                "workgroup": WORKGROUP}
+                "workgroup": WORKGROUP, "pad": self.pad}
 
 
 def make_inputs(seed: int | None = None) -> Inputs:
@@ -52,7 +56,9 @@ def make_inputs(seed: int | None = None) -> Inputs:
     data = tuple(rng.randrange(1 << 32) for _ in range(COMPUTE_N))
     # keep the clear colour away from the quad colours so a missing quad is visible
     clear = (rng.randrange(16, 200), rng.randrange(16, 200), rng.randrange(16, 200), 255)
-    return Inputs(seed, data, clear)
+    # a pad byte no pixel can hold (quads are 0/255, the clear colour is known)
+    pad = rng.choice([v for v in range(1, 255) if v not in clear])
+    return Inputs(seed, data, clear, pad)
 
 
 def expected_compute(data: tuple[int, ...]) -> list[int]:
@@ -83,6 +89,28 @@ def check_compute(report: Report, inputs: Inputs, out: bytes) -> None:
     detail = (f"{n} elements of (x*{MULT}+i)^0x{XOR:08X} match (seed {inputs.seed})" if not bad else
               f"{len(bad)}/{n} elements differ; first at [{bad[0]}]: got {got[bad[0]]:#x}, want {want[bad[0]]:#x}")
     report.check("compute element-by-element", not bad, detail)
+
+
+def check_row_pitch(report: Report, inputs: Inputs, rgba: bytes) -> int | None:
+    """The render readback's row pitch as the bytes show it, checked; None if it has none.
+
+    The readback was filled with ``inputs.pad`` before the copy, so the pitch is
+    the readback's length over its rows, and a copy whose rows were laid out at any
+    other pitch leaves pixel bytes in the padding (or pad bytes in a row).
+    """
+    pitch, rest = divmod(len(rgba), HEIGHT)
+    row = WIDTH * 4
+    if rest or pitch < row:
+        report.check(f"render row pitch aligned to {PITCH_ALIGN}", False,
+                     f"read back {len(rgba)} bytes: not {HEIGHT} rows of at least {row} bytes")
+        return None
+    fill = bytes([inputs.pad]) * (pitch - row)
+    dirty = [y for y in range(HEIGHT) if rgba[y * pitch + row:(y + 1) * pitch] != fill]
+    ok = pitch % PITCH_ALIGN == 0 and not dirty
+    detail = (f"{len(rgba)} bytes = {HEIGHT} rows of {pitch} ({row} of pixels, {pitch - row} of padding"
+              + (", untouched)" if not dirty else f"; padding of {len(dirty)} rows overwritten, first row {dirty[0]})"))
+    report.check(f"render row pitch aligned to {PITCH_ALIGN}", ok, detail)
+    return pitch
 
 
 def check_render(report: Report, inputs: Inputs, rgba: bytes, row_pitch: int | None = None) -> None:

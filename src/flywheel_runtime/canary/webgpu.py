@@ -17,11 +17,10 @@ from flywheel_runtime.canary.report import Adapter, Report
 from flywheel_runtime.errors import DeviceAbsentError, UnsupportedError
 
 WGSL = Path(__file__).with_name("shaders") / "canary.wgsl"
-ROW_ALIGN = 256  # WebGPU's bytesPerRow alignment for texture-to-buffer copies
 
 
 def aligned_row_pitch(width: int, bytes_per_pixel: int = 4) -> int:
-    return -(-width * bytes_per_pixel // ROW_ALIGN) * ROW_ALIGN
+    return -(-width * bytes_per_pixel // scene.PITCH_ALIGN) * scene.PITCH_ALIGN
 
 
 def _describe(a: Any) -> dict[str, Any]:
@@ -75,11 +74,10 @@ def canary(artifacts: Path | None = None, *, require_hardware: bool = False, rep
         out = _compute(wgpu, device, src, inputs)
     scene.check_compute(report, inputs, out)
     with report.timed("render"):
-        rgba, pitch = _render(wgpu, device, src, inputs)
-    report.check("render row pitch aligned to 256", pitch % ROW_ALIGN == 0 and pitch >= scene.WIDTH * 4,
-                 f"bytes_per_row {pitch} for {scene.WIDTH} px")
+        rgba = _render(wgpu, device, src, inputs)
+    pitch = scene.check_row_pitch(report, inputs, rgba)
     scene.check_render(report, inputs, rgba, pitch)
-    if artifacts is not None:
+    if artifacts is not None and pitch is not None:
         png = write_rgba(Path(artifacts) / "webgpu-render.png", scene.WIDTH, scene.HEIGHT, rgba, pitch)
         report.artifacts.append(png.name)
     return report.finish()
@@ -108,7 +106,7 @@ def _compute(wgpu: Any, device: Any, src: str, inputs: scene.Inputs) -> bytes:
         readback.unmap()
 
 
-def _render(wgpu: Any, device: Any, src: str, inputs: scene.Inputs) -> tuple[bytes, int]:
+def _render(wgpu: Any, device: Any, src: str, inputs: scene.Inputs) -> bytes:
     w, h = scene.WIDTH, scene.HEIGHT
     fmt = wgpu.TextureFormat.rgba8unorm
     tex = device.create_texture(size=(w, h, 1), format=fmt,
@@ -122,6 +120,7 @@ def _render(wgpu: Any, device: Any, src: str, inputs: scene.Inputs) -> tuple[byt
     )
     pitch = aligned_row_pitch(w)
     readback = device.create_buffer(size=pitch * h, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+    device.queue.write_buffer(readback, 0, bytes([inputs.pad]) * (pitch * h))  # what the padding must still hold
     r, g, b, a = inputs.clear_float
     enc = device.create_command_encoder()
     rp = enc.begin_render_pass(color_attachments=[{
@@ -135,6 +134,6 @@ def _render(wgpu: Any, device: Any, src: str, inputs: scene.Inputs) -> tuple[byt
     device.queue.submit([enc.finish()])
     readback.map_sync(wgpu.MapMode.READ)
     try:
-        return bytes(readback.read_mapped()), pitch
+        return bytes(readback.read_mapped())
     finally:
         readback.unmap()
