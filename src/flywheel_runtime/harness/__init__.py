@@ -33,14 +33,21 @@ def default_backend() -> str:
     return "kind" if kind.available() else "sim"
 
 
-def get_backend(name: str | None = None, cluster_name: str = "flywheel") -> Backend:
+def get_backend(name: str | None = None, cluster_name: str = "flywheel", arc_crds: Any = None) -> Backend:
+    """A backend by name; ``arc_crds`` is ARC's CRD directory (see :mod:`.arc`)."""
+    from pathlib import Path
+
     name = name or default_backend()
+    crds = Path(arc_crds) if arc_crds else None
     if name == "sim":
         from flywheel_runtime.harness.sim import SimCluster
 
-        return SimCluster(name=cluster_name)
+        return SimCluster(name=cluster_name, arc_crds=crds)
     if name == "kind":
         from flywheel_runtime.harness.kind import KindBackend
 
-        return KindBackend(name=cluster_name)
+        backend = KindBackend(name=cluster_name)
+        if crds is not None:
+            backend.arc_crds = crds  # type: ignore[attr-defined]  # read by harness.arc.install_crds callers
+        return backend
     raise ValueError(f"unknown cluster backend {name!r} (expected one of {', '.join(BACKENDS)})")

@@ -20,6 +20,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         c.add_argument("--backend", choices=("sim", "kind"), default=None,
                        help="default: kind where Docker and kind work, else sim")
         c.add_argument("--name", default="flywheel", help="cluster name (default: flywheel)")
+        if name == "up":
+            c.add_argument("--arc-crds", metavar="DIR", default=None,
+                           help="ARC's CRD directory (default: $FLYWHEEL_ARC_CRDS, else "
+                                "../shared/arc/gha-runner-scale-set-0.14.0/crds beside the repository)")
         if name in ("status", "placement"):
             c.add_argument("--json", action="store_true")
         c.set_defaults(handler=fn)
@@ -28,7 +32,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from flywheel_runtime.harness import get_backend
 
-    return get_backend(args.backend, args.name)
+    return get_backend(args.backend, args.name, getattr(args, "arc_crds", None))
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -68,6 +68,15 @@ class Kube:
         return res.server_side_apply(body=obj, namespace=ns, field_manager="flywheel-runtime",
                                      force_conflicts=True, **kwargs).to_dict()
 
+    def server_side_apply(self, obj: dict[str, Any], *, field_manager: str = "flywheel-runtime",
+                          dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply (no last-applied annotation: fits objects of any size)."""
+        res = self._resource(obj)
+        ns = obj["metadata"].get("namespace") if res.namespaced else None
+        kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        return res.server_side_apply(body=obj, namespace=ns, field_manager=field_manager,
+                                     force_conflicts=True, **kwargs).to_dict()
+
     def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         res = self._resource(obj)
         ns = obj["metadata"].get("namespace") if res.namespaced else None
@@ -97,9 +106,11 @@ class Kube:
         except ApiException:
             return False
 
-    def wait_crds_established(self, timeout: float = 60) -> None:
+    def wait_crds_established(self, timeout: float = 60, names: list[str] | None = None) -> None:
         def done() -> bool:
             for crd in self.ext.list_custom_resource_definition().items:
+                if names is not None and crd.metadata.name not in names:
+                    continue
                 conds = crd.status.conditions or [] if crd.status else []
                 if not any(c.type == "Established" and c.status == "True" for c in conds):
                     return False

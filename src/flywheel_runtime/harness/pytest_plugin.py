@@ -27,6 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="cluster backend for the flywheel_cluster fixture (default: kind with Docker, else sim)")
     group.addoption("--flywheel-cluster-name", default="flywheel-test",
                     help="name of the test cluster (default: flywheel-test)")
+    group.addoption("--arc-crds", metavar="DIR", default=None,
+                    help="ARC's CRD directory for the test cluster (default: $FLYWHEEL_ARC_CRDS or ../shared)")
     group.addoption("--flywheel-keep-cluster", action="store_true",
                     help="leave the test cluster running after the session")
 
@@ -65,7 +67,8 @@ def flywheel_cluster(request: pytest.FixtureRequest) -> Iterator[FlywheelCluster
     from flywheel_runtime.topology import load
 
     backend_name = request.config.getoption("--cluster-backend")
-    backend = get_backend(backend_name, request.config.getoption("--flywheel-cluster-name"))
+    backend = get_backend(backend_name, request.config.getoption("--flywheel-cluster-name"),
+                          request.config.getoption("--arc-crds"))
     was_running = bool(backend.status()["running"])
     kubeconfig = Path(backend.up())
     handle = FlywheelCluster(backend=type(backend).__name__, kubeconfig=kubeconfig, kube=Kube(kubeconfig),

@@ -31,7 +31,6 @@ from flywheel_runtime.harness import build
 from flywheel_runtime.harness.pki import kubeconfig, make_pki
 
 STAGES = Path(__file__).with_name("stages.yaml")
-CRDS = Path(__file__).with_name("crds")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
 KWOK_NODE_LABEL = "type=kwok"
 
@@ -80,6 +79,8 @@ class SimCluster:
 
     name: str = "flywheel"
     root: Path | None = None
+    # ARC's CRD directory (--arc-crds); None: $FLYWHEEL_ARC_CRDS or ../shared (see harness.arc).
+    arc_crds: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -144,6 +145,9 @@ class SimCluster:
             say("found a stale or partial cluster; cleaning it up first")
         self.down(quiet=True)
         t0 = time.monotonic()
+        from flywheel_runtime.harness.arc import crd_source
+
+        crd_source(self.arc_crds)  # a wrong --arc-crds fails before anything starts
         bins = build.ensure_binaries()
         d = self.state_dir
         (d / "logs").mkdir(parents=True, exist_ok=True)
@@ -270,6 +274,7 @@ class SimCluster:
 
     def _bootstrap(self, say: Any) -> None:
         """Install what a real platform cluster has before runners arrive."""
+        from flywheel_runtime.harness.arc import install_crds
         from flywheel_runtime.harness.kube import Kube
         from flywheel_runtime.topology import load, render
 
@@ -280,16 +285,8 @@ class SimCluster:
             kube.apply(obj)
         for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo)]:
             kube.apply(obj)
-        crds = sorted(CRDS.glob("*.yaml")) if CRDS.is_dir() else []
-        if crds:
-            import yaml
-
-            for f in crds:
-                for doc in yaml.safe_load_all(f.read_text()):
-                    if doc:
-                        kube.apply(doc)
-            kube.wait_crds_established(timeout=60)
-        say(f"bootstrapped {len(topo.nodes)} nodes, namespaces, priority and storage classes, {len(crds)} CRD file(s)")
+        install_crds(kube, self.arc_crds, log=say)
+        say(f"bootstrapped {len(topo.nodes)} nodes, namespaces, priority and storage classes, ARC's CRDs")
 
     def _wait_nodes_ready(self, say: Any) -> None:
         from flywheel_runtime.harness.kube import Kube

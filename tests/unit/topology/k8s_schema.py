@@ -5,8 +5,8 @@ model class (``ApiClient().__deserialize``, the client's own decoder, which
 type-checks every field) and serialize back unchanged: an unknown or
 misspelled field is dropped by the model and shows up as a difference.
 
-Custom resources (ARC's AutoscalingRunnerSet): the CRD's openAPIV3Schema
-(shipped under harness/crds) with ``jsonschema``, plus the apiserver's
+Custom resources (ARC's AutoscalingRunnerSet): the openAPIV3Schema of ARC's
+real CRDs (``harness.arc.crd_source()``: ../shared/arc/.../crds) with ``jsonschema``, plus the apiserver's
 pruning rule: a field the structural schema does not declare (and does not
 preserve) would be silently dropped, so it fails here.
 """
@@ -14,10 +14,8 @@ preserve) would be silently dropped, so it fails here.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import flywheel_runtime
 
 KIND_MODELS = {
     ("v1", "Pod"): "V1Pod",
@@ -32,7 +30,6 @@ KIND_MODELS = {
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
 }
-CRDS = Path(flywheel_runtime.__file__).parent / "harness" / "crds" / "actions.github.com.yaml"
 
 
 def _strip_empty(x: Any) -> Any:
@@ -61,10 +58,10 @@ def validate(manifest: dict[str, Any], model: str | None = None) -> None:
 
 @lru_cache(maxsize=None)
 def _crd_schemas() -> dict[str, dict[str, Any]]:
-    import yaml
+    from flywheel_runtime.harness import arc
 
     out = {}
-    for doc in yaml.safe_load_all(CRDS.read_text()):
+    for doc in arc.load_crds(arc.crd_source()):
         if doc:
             version = next(v for v in doc["spec"]["versions"] if v.get("storage", True))
             out[doc["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
@@ -80,12 +77,12 @@ def pruned_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[st
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
         for k, v in value.items():
+            if path == "" and k in ("apiVersion", "kind", "metadata"):
+                continue  # the apiserver validates ObjectMeta itself, never prunes it
             if props is not None and k in props:
                 out += pruned_fields(v, props[k], f"{path}.{k}")
             elif isinstance(extra, dict):
                 out += pruned_fields(v, extra, f"{path}.{k}")
-            elif path == "" and k in ("apiVersion", "kind", "metadata"):
-                continue
             else:
                 out.append(f"{path}.{k}")
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
@@ -101,5 +98,7 @@ def validate_custom(manifest: dict[str, Any]) -> None:
     jsonschema.Draft4Validator(schema).validate(manifest)
     assert pruned_fields(manifest, schema) == [], f"{manifest['kind']}: undeclared fields would be pruned"
     if manifest["kind"] == "AutoscalingRunnerSet":
-        # The template is opaque to the CRD (preserved): ARC turns it into pods.
+        # Also as the client's V1Pod model: catches what a permissive schema would let through.
         validate({"apiVersion": "v1", "kind": "Pod", **manifest["spec"]["template"]})
+        if "listenerTemplate" in manifest["spec"]:
+            validate({"apiVersion": "v1", "kind": "Pod", **manifest["spec"]["listenerTemplate"]})
