@@ -1,16 +1,36 @@
-"""The ``kind`` backend: a kind cluster from the topology's kind config.
+"""The ``kind`` backend: real kubelets in containers, from the same topology.
 
-Used where Docker and kind exist.  Node names, labels, taints and max-pods come
-from :func:`flywheel_runtime.topology.render.kind_config`; the real kubelets
-report real allocatable, so only placement structure (not the audit figures)
-carries over.  pytest-kind's ``KindCluster`` drives the kind CLI.
+``up`` builds (or reuses) everything offline, in order, each step guarded:
+
+1. the toolchain (Kubernetes, etcd, containerd, runc, crictl, CoreDNS, the
+   local-path provisioner, pause, kind) from the Go module proxy;
+2. a Docker engine (the host's, or a dockerd of our own: :mod:`.engine`);
+3. the node image (:mod:`.nodeimage`);
+4. the IPv4-only ``kind`` network and its egress guard; no guard, no nodes;
+5. ``kind create cluster`` through pytest-kind's ``KindCluster`` with the
+   harness's own kind and kubectl, from :func:`topology.render.kind_config`
+   plus what this host needs (no default CNI, cgroup v1 allowed, ``/dev/kvm``
+   on honey);
+6. pod networking in place of kindnetd (which cannot be had offline): a static
+   ptp + host-local CNI config per node on its podCIDR, a route on every node
+   to every other node's podCIDR via that node's address, and masquerade for
+   pod traffic leaving the pod network (the guard still stops it at the host);
+7. CoreDNS that answers the cluster zone and forwards nothing off the machine;
+8. bumble cordoned, ARC's CRDs, namespaces, priority and storage classes.
+
+``down`` deletes the cluster and its network, stops a dockerd it started, and
+puts back the sysctls the kubelets rewrote.  Real allocatable is this
+machine's, so figures that need the platform's capacities stay on the sim.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,83 +38,281 @@ from typing import Any
 from flywheel_runtime.errors import ClusterError
 from flywheel_runtime.harness import build
 
+POD_SUBNET = "10.244.0.0/16"
+SERVICE_SUBNET = "10.96.0.0/16"
+CNI_CONFLIST = "/etc/cni/net.d/10-flywheel-ptp.conflist"
+KVM_DEVICE = "/dev/kvm"
+
 
 def available() -> bool:
-    """Docker answers and kind is installed."""
-    if shutil.which("kind") is None or shutil.which("docker") is None:
+    """kind can run here: Docker answers, or Debian's dockerd is installed for us to start."""
+    from flywheel_runtime.harness import engine
+
+    if os.environ.get("FLYWHEEL_KIND") == "0":
         return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    if engine.answers(None):
+        return True
+    return (shutil.which("dockerd") is not None and shutil.which("docker") is not None
+            and shutil.which("debootstrap") is not None and os.geteuid() == 0)
+
+
+def cluster_config(topo: Any, name: str, *, kvm: bool | None = None) -> dict[str, Any]:
+    """kind's Cluster config: the topology's nodes plus what this host needs."""
+    from flywheel_runtime.topology import render
+
+    cfg = render.kind_config(topo)
+    cfg["name"] = name
+    cfg["networking"] = {
+        # kindnetd cannot be built offline; the harness routes pods itself.
+        "disableDefaultCNI": True, "ipFamily": "ipv4",
+        "podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET,
+    }
+    # This host has cgroup v1 (hybrid); kubelet 1.36 refuses it unless told otherwise.
+    cfg.setdefault("kubeadmConfigPatches", []).append(
+        "kind: KubeletConfiguration\nfailCgroupV1: false\n")
+    have_kvm = Path(KVM_DEVICE).exists() if kvm is None else kvm
+    for node in cfg["nodes"]:
+        # The KVM lanes' baseline is honey, kind's control-plane node.
+        if have_kvm and node["role"] == "control-plane":
+            node["extraMounts"] = [{"hostPath": KVM_DEVICE, "containerPath": KVM_DEVICE}]
+    return cfg
+
+
+def _cni_conflist(pod_cidr: str) -> dict[str, Any]:
+    return {
+        "cniVersion": "0.4.0", "name": "flywheel-ptp",
+        "plugins": [
+            {"type": "ptp", "ipMasq": False, "mtu": 1500,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]],
+                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/run/cni-ipam-state"}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
 
 
 @dataclass
 class KindBackend:
     name: str = "flywheel"
     root: Path | None = None
+    arc_crds: Path | None = None
+
+    @property
+    def cache(self) -> Path:
+        return self.root or build.cache_root()
 
     @property
     def state_dir(self) -> Path:
-        return (self.root or build.cache_root()) / "clusters" / f"kind-{self.name}"
+        return self.cache / "clusters" / f"kind-{self.name}"
 
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
-    def config_path(self) -> Path:
-        import yaml
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
 
-        from flywheel_runtime.topology import load, render
+    def _say(self, log: Any) -> Any:
+        return log or (lambda msg: print(f"cluster: {msg}", file=sys.stderr, flush=True))
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        cfg = render.kind_config(load())
-        cfg["name"] = self.name
-        path = self.state_dir / "kind-config.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        return path
+    # -- pieces ----------------------------------------------------------
 
-    def _cluster(self) -> Any:
+    def _cluster(self, tc: build.KindToolchain, image: str | None = None) -> Any:
         try:
             from pytest_kind import KindCluster
         except ImportError as exc:
             raise ClusterError("the kind backend needs pytest-kind: pip install 'flywheel-runtime[kind]'") from exc
-        return KindCluster(self.name, kubeconfig=self.kubeconfig)
+        # Our own binaries: pytest-kind would otherwise download kind and kubectl.
+        return KindCluster(self.name, kubeconfig=self.kubeconfig, image=image,
+                           kind_path=tc.kind, kubectl_path=tc.kubectl)
+
+    def _kind(self, tc: build.KindToolchain, *args: str, env: dict[str, str]) -> str:
+        proc = subprocess.run([str(tc.kind), *args], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ClusterError(f"kind {' '.join(args[:2])} failed: {proc.stderr.strip()[-300:]}")
+        return proc.stdout
+
+    def _exists(self, tc: build.KindToolchain, env: dict[str, str]) -> bool:
+        return self.name in self._kind(tc, "get", "clusters", env=env).split()
+
+    def _route_pods(self, eng: Any, kube: Any, tc: build.KindToolchain, env: dict[str, str]) -> None:
+        nodes_api = kube.core.list_node().items
+        by_ip = {}
+        for n in nodes_api:
+            ip = next(a.address for a in n.status.addresses if a.type == "InternalIP")
+            if not n.spec.pod_cidr:
+                raise ClusterError(f"node {n.metadata.name} has no podCIDR (is allocate-node-cidrs on?)")
+            by_ip[ip] = (n.metadata.name, n.spec.pod_cidr)
+        containers = self._kind(tc, "get", "nodes", "--name", self.name, env=env).split()
+        for c in containers:
+            ip = eng.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                            c).stdout.decode().strip()
+            if ip not in by_ip:
+                raise ClusterError(f"node container {c} ({ip}) is not a registered node")
+            _, cidr = by_ip[ip]
+            eng.docker("exec", "-i", c, "sh", "-c", f"cat > {CNI_CONFLIST}",
+                       input=json.dumps(_cni_conflist(cidr), indent=2).encode())
+            for other_ip, (_, other_cidr) in by_ip.items():
+                if other_ip != ip:
+                    eng.docker("exec", c, "ip", "route", "replace", other_cidr, "via", other_ip)
+            rule = ["-t", "nat", "POSTROUTING", "-s", cidr, "!", "-d", POD_SUBNET, "-m", "comment",
+                    "--comment", "flywheel: pod egress", "-j", "MASQUERADE"]
+            if eng.docker("exec", c, "iptables", "-C", *rule[:2], *rule[2:], check=False).returncode != 0:
+                eng.docker("exec", c, "iptables", rule[0], rule[1], "-A", *rule[2:])
+
+    def _corefile_no_forward(self, kube: Any) -> None:
+        cm = kube.core.read_namespaced_config_map("coredns", "kube-system")
+        corefile = cm.data["Corefile"]
+        out, skip = [], 0
+        for line in corefile.splitlines():
+            stripped = line.strip()
+            if skip:
+                skip += stripped.count("{") - stripped.count("}")
+                continue
+            if stripped.startswith("forward "):
+                skip = stripped.count("{") - stripped.count("}")
+                continue
+            out.append(line)
+        new = "\n".join(out) + "\n"
+        if new != corefile:
+            kube.core.patch_namespaced_config_map("coredns", "kube-system", {"data": {"Corefile": new}})
+
+    def _wait_ready(self, kube: Any, timeout: float) -> None:
+        from flywheel_runtime.harness.kube import wait_for
+
+        def ready() -> bool:
+            nodes = kube.core.list_node().items
+            ok = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
+            return len(ok) == len(nodes) > 0
+
+        wait_for(ready, timeout, "kind nodes Ready", interval=0.5)
+
+        def dns() -> bool:
+            pods = kube.core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+            return bool(pods) and all(p.status.phase == "Running" and all(
+                cs.ready for cs in p.status.container_statuses or []) for p in pods)
+
+        wait_for(dns, timeout, "CoreDNS Ready", interval=0.5)
+
+    # -- the backend interface --------------------------------------------
 
     def up(self, *, log: Any = None) -> Path:
-        if not available():
-            raise ClusterError("the kind backend needs a running Docker engine and the kind CLI on PATH")
-        say = log or (lambda msg: print(f"cluster: {msg}", file=sys.stderr, flush=True))
-        cluster = self._cluster()
-        say(f"creating kind cluster {self.name!r} from the topology's kind config")
-        cluster.create(config_file=self.config_path())
+        say = self._say(log)
+        from flywheel_runtime.harness import engine, nodeimage
+        from flywheel_runtime.harness.arc import crd_source, install_crds
         from flywheel_runtime.harness.kube import Kube
         from flywheel_runtime.topology import load, render
 
-        kube = Kube(self.kubeconfig)
+        if not available():
+            raise ClusterError("the kind backend needs a Docker engine, or root with Debian's docker.io and "
+                               "debootstrap installed so the harness can start its own (./dev installs them)")
         topo = load()
+        crd_source(self.arc_crds)  # a wrong --arc-crds fails before anything starts
+        t0 = time.monotonic()
+        tc = build.ensure_kind_toolchain(root=self.root)
+        eng = engine.start(self.cache, log=say)
+        env = eng.env
+        os.environ["DOCKER_HOST"] = env.get("DOCKER_HOST", "")  # pytest-kind's subprocesses inherit it
+        if not os.environ["DOCKER_HOST"]:
+            del os.environ["DOCKER_HOST"]
+        if self._state_file.exists() and self._exists(tc, env) and self.kubeconfig.exists():
+            say(f"reusing running kind cluster {self.name!r}")
+            return self.kubeconfig
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self._state_file.exists():
+            # Before any node starts: the kubelets rewrite these host-wide.
+            self._state_file.write_text(json.dumps({"sysctls": engine.read_sysctls(),
+                                                    "engine_owned": eng.owned}))
+        image = nodeimage.build_node_image(eng, tc, root=self.root, log=say)
+        eng.ensure_network()
+        if not engine.guard_present():
+            raise ClusterError("the kind network's egress guard is not in place; refusing to create nodes")
+        cfg_path = self.state_dir / "kind-config.yaml"
+        import yaml
+
+        cfg_path.write_text(yaml.safe_dump(cluster_config(topo, self.name), sort_keys=False))
+        t1 = time.monotonic()
+        if self._exists(tc, env):
+            say(f"deleting a stale kind cluster {self.name!r}")
+            self._kind(tc, "delete", "cluster", "--name", self.name, env=env)
+        say(f"creating kind cluster {self.name!r} ({len(topo.nodes)} nodes, image {image.name})")
+        cluster = self._cluster(tc, image.name)
+        try:
+            cluster.create(config_file=cfg_path)
+        except subprocess.CalledProcessError as exc:
+            raise ClusterError(f"kind create cluster failed (exit {exc.returncode}); see the output above") from exc
+        kube = Kube(self.kubeconfig)
+        self._corefile_no_forward(kube)
+        self._route_pods(eng, kube, tc, env)
+        self._wait_ready(kube, timeout=180)
+        for n in topo.nodes:
+            if not n.schedulable:
+                kube.core.patch_node(n.name, {"spec": {"unschedulable": True}})
+        install_crds(kube, self.arc_crds, log=say)
         for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo)]:
             kube.apply(obj)
+        st = json.loads(self._state_file.read_text())
+        st.update({"image": image.name, "created_s": round(time.monotonic() - t1, 1),
+                   "up_s": round(time.monotonic() - t0, 1)})
+        self._state_file.write_text(json.dumps(st))
+        say(f"kind cluster {self.name!r} up in {time.monotonic() - t1:.0f} s "
+            f"({time.monotonic() - t0:.0f} s with builds and checks)")
         return self.kubeconfig
 
     def down(self, *, quiet: bool = False) -> bool:
-        if not available():
-            return False
-        self._cluster().delete()
+        from flywheel_runtime.harness import engine
+
+        say = (lambda m: None) if quiet else self._say(None)
+        st = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
+        eroot = engine.engine_root(self.cache)
+        own_env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}")
+        env = own_env if (eroot / "engine.json").exists() else dict(os.environ)
+        did = False
+        kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
+        if kind_bin.exists() and engine.answers(env):
+            proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
+            if self.name in proc.stdout.split():
+                say(f"deleting kind cluster {self.name!r}")
+                subprocess.run([str(kind_bin), "delete", "cluster", "--name", self.name], env=env,
+                               capture_output=True, text=True)
+                did = True
+            others = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True,
+                                    text=True).stdout.split()
+            if not others:
+                engine.Engine(root=eroot, env=env, owned=False).remove_network()
+        problems = engine.write_sysctls(st.get("sysctls", {}))
+        if engine.stop(self.cache):
+            say("stopped the harness's dockerd and put the host's rules and sysctls back")
+            did = True
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        return True
+        shutil.rmtree(Path(".pytest-kind") / self.name, ignore_errors=True)
+        if problems:
+            raise ClusterError("could not restore sysctls: " + "; ".join(problems))
+        return did
 
     def status(self) -> dict[str, Any]:
-        running = self.kubeconfig.exists() and available()
-        return {"backend": "kind", "name": self.name, "running": running, "kubeconfig": str(self.kubeconfig)}
+        from flywheel_runtime.harness import engine
+
+        st = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
+        eroot = engine.engine_root(self.cache)
+        env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}") \
+            if (eroot / "engine.json").exists() else dict(os.environ)
+        running = False
+        kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
+        if self.kubeconfig.exists() and kind_bin.exists() and engine.answers(env):
+            proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
+            running = self.name in proc.stdout.split()
+        return {"backend": "kind", "name": self.name, "running": running, "kubeconfig": str(self.kubeconfig),
+                "image": st.get("image"), "components": {"engine": "ours" if st.get("engine_owned") else "host"}
+                if st else {}}
 
 
 def main() -> None:  # pragma: no cover - regenerates kind/cluster.yaml
     import yaml
 
-    from flywheel_runtime.topology import load, render
+    from flywheel_runtime.topology import load
 
-    cfg = {**render.kind_config(load()), "name": "flywheel"}
+    cfg = cluster_config(load(), "flywheel", kvm=True)
     sys.stdout.write("# Rendered from the topology by `python -m flywheel_runtime.harness.kind`; do not edit.\n")
     sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
 

@@ -14,32 +14,40 @@ import yaml
 
 from flywheel_runtime.errors import ClusterError
 from flywheel_runtime.harness import get_backend
-from flywheel_runtime.harness.kind import KindBackend, available
+from flywheel_runtime.harness.kind import KindBackend, available, cluster_config
 from flywheel_runtime.harness.sim import SimCluster
 from flywheel_runtime.topology import load, render
 
 
-def test_kind_config_carries_the_topology_nodes(tmp_path: Path) -> None:
-    backend = KindBackend(name="t", root=tmp_path)
-    cfg = yaml.safe_load(backend.config_path().read_text())
+def test_kind_config_carries_the_topology_nodes() -> None:
     topo = load()
+    cfg = cluster_config(topo, "t", kvm=True)
     assert cfg["name"] == "t" and cfg["kind"] == "Cluster"
-    assert len(cfg["nodes"]) == len(topo.nodes)
-    assert cfg["nodes"] == render.kind_config(topo)["nodes"]
+    rendered = render.kind_config(topo)["nodes"]
+    assert [{k: v for k, v in n.items() if k != "extraMounts"} for n in cfg["nodes"]] == rendered
+    # this host's needs, on top of the topology: no kindnetd, cgroup v1, /dev/kvm on honey only
+    assert cfg["networking"]["disableDefaultCNI"] is True and cfg["networking"]["ipFamily"] == "ipv4"
+    assert any("failCgroupV1: false" in p for p in cfg["kubeadmConfigPatches"])
+    mounts = {n["labels"]["flywheel.tinyland.dev/node"]: n.get("extraMounts") for n in cfg["nodes"]}
+    assert mounts == {"honey": [{"hostPath": "/dev/kvm", "containerPath": "/dev/kvm"}], "sting": None,
+                      "bumble": None}
+    assert all("extraMounts" not in n for n in cluster_config(topo, "t", kvm=False)["nodes"])
 
 
-@pytest.mark.skipif(available(), reason="Docker and kind are present here")
-def test_kind_backend_refuses_clearly_without_docker(tmp_path: Path) -> None:
+def test_kind_backend_refuses_clearly_without_an_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker, dockerd or debootstrap
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert available() is False
     backend = KindBackend(name="t", root=tmp_path)
-    with pytest.raises(ClusterError, match="Docker"):
+    with pytest.raises(ClusterError, match="Docker engine"):
         backend.up()
     assert backend.status()["running"] is False
-    assert get_backend().__class__ is SimCluster  # the default here
+    assert get_backend().__class__ is SimCluster  # the default where kind cannot run
 
 
 def test_shipped_kind_config_is_the_rendered_one() -> None:
     shipped = Path(__file__).parents[3] / "kind" / "cluster.yaml"
-    assert yaml.safe_load(shipped.read_text()) == {**render.kind_config(load()), "name": "flywheel"}, \
+    assert yaml.safe_load(shipped.read_text()) == cluster_config(load(), "flywheel", kvm=True), \
         "kind/cluster.yaml is stale: run `python -m flywheel_runtime.harness.kind > kind/cluster.yaml`"
 
 

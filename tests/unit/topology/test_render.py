@@ -172,14 +172,18 @@ def test_kind_config_structure(topo) -> None:
                for n in cfg["nodes"]}
     assert patches["honey"]["kind"] == "InitConfiguration"
     assert patches["sting"]["kind"] == "JoinConfiguration"
-    extra = patches["sting"]["nodeRegistration"]["kubeletExtraArgs"]
-    assert extra["register-with-taints"] == "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"
-    assert extra["max-pods"] == "110"
+    assert patches["sting"]["nodeRegistration"]["taints"] == [
+        {"key": "dedicated.tinyland.dev/compute-expansion", "value": "true", "effect": "NoSchedule"}]
     assert patches["sting"]["nodeRegistration"]["name"] == "sting"
-    assert "register-with-taints" not in patches["honey"]["nodeRegistration"]["kubeletExtraArgs"]
     # honey carries runner payloads: kubeadm's control-plane taint is switched off.
     assert patches["honey"]["nodeRegistration"]["taints"] == []
-    assert "taints" not in patches["sting"]["nodeRegistration"]
+    # max-pods is appended to kubeadm's v1beta4 list, never a map that would replace kind's own args.
+    for n in cfg["nodes"]:
+        (p6902,) = n["kubeadmConfigPatchesJSON6902"]
+        assert (p6902["group"], p6902["version"]) == ("kubeadm.k8s.io", "v1beta4")
+        assert yaml.safe_load(p6902["patch"]) == [{"op": "add", "path": "/nodeRegistration/kubeletExtraArgs/-",
+                                                   "value": {"name": "max-pods", "value": "110"}}]
+        assert "kubeletExtraArgs" not in yaml.safe_load(n["kubeadmConfigPatches"][0])["nodeRegistration"]
     assert {k: n["labels"] for k, n in zip(patches, cfg["nodes"])} == {
         "honey": {"flywheel.tinyland.dev/node": "honey", "capability.tinyland.dev/kvm": "true"},
         "sting": {"flywheel.tinyland.dev/node": "sting", "capability.tinyland.dev/kvm": "true"},
