@@ -232,30 +232,42 @@ def _control_plane(topo: Topology) -> str:
     return next((n.name for n in topo.nodes if "control plane" in n.role), topo.nodes[0].name)
 
 
+KUBEADM_API = "kubeadm.k8s.io/v1beta4"  # what kind v0.33 generates for Kubernetes >= 1.36
+
+
 def kind_config(topo: Topology) -> dict[str, Any]:
     """kind Cluster config: honey the control plane, the others workers,
-    with their labels, taints (kubeadm patches) and per-node max-pods."""
+    with their names, labels, taints and per-node max-pods."""
     cp = _control_plane(topo)
     nodes = []
     for n in sorted(topo.nodes, key=lambda n: n.name != cp):
         role = "control-plane" if n.name == cp else "worker"
-        # Labels travel in nodes[].labels (kind turns them into the kubelet's
-        # node-labels); taints and max-pods per node through kubelet flags,
-        # since a KubeletConfiguration patch would apply to every node.
-        extra = {"max-pods": str(n.allocatable.pods)}
-        if n.taints:
-            extra["register-with-taints"] = ",".join(str(t) for t in n.taints)
         kind = "InitConfiguration" if role == "control-plane" else "JoinConfiguration"
-        patch = ("kind: " + kind + "\nnodeRegistration:\n  name: " + n.name + "\n"
-                 # honey runs payloads (as on RKE2): no kubeadm control-plane taint.
-                 + ("  taints: []\n" if role == "control-plane" else "")
-                 + "  kubeletExtraArgs:\n" + "".join(f"    {k}: \"{v}\"\n" for k, v in extra.items()))
+        # Name and taints by merge patch (honey runs payloads, as on RKE2: no
+        # kubeadm control-plane taint).  Labels travel in nodes[].labels.
+        registration: dict[str, Any] = {"name": n.name,
+                                        "taints": [{"key": t.key, "value": t.value, "effect": t.effect}
+                                                   for t in n.taints]}
+        patch = yaml_dump({"kind": kind, "nodeRegistration": registration})
+        # max-pods is appended to kubeadm's kubeletExtraArgs list: a merge patch
+        # would replace kind's own entries (node-ip, node-labels, provider-id).
+        extra_args = yaml_dump([{"op": "add", "path": "/nodeRegistration/kubeletExtraArgs/-",
+                                 "value": {"name": "max-pods", "value": str(n.allocatable.pods)}}])
+        group, version = KUBEADM_API.split("/")
         nodes.append({
             "role": role,
             "labels": {"flywheel.tinyland.dev/node": n.name, **n.labels},
             "kubeadmConfigPatches": [patch],
+            "kubeadmConfigPatchesJSON6902": [{"group": group, "version": version, "kind": kind,
+                                              "patch": extra_args}],
         })
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "flywheel", "nodes": nodes}
+
+
+def yaml_dump(obj: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False)
 
 
 def _deployment_for_gitlab(topo: Topology, g: GitLabRunner) -> dict[str, Any]:
