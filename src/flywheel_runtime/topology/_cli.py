@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-RENDER_TARGETS = ("pod", "helm-values", "kind-config", "nodes", "gitlab", "warm-pool", "cleanup",
-                  "storage", "cluster", "all")
+RENDER_TARGETS = ("pod", "helm-values", "controller-values", "scale-sets", "listeners", "kind-config", "nodes", "gitlab", "warm-pool", "cleanup",
+                  "storage", "cluster", "actionlint", "all")
 
 
 def _topology_arg(p: argparse.ArgumentParser) -> None:
@@ -87,6 +87,7 @@ def _capacity(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import yaml
 
+    from flywheel_runtime.audit import actionlint
     from flywheel_runtime.errors import ExitCode, FlywheelError
     from flywheel_runtime.topology import load, render
 
@@ -99,6 +100,9 @@ def _render(args: argparse.Namespace) -> int:
     renderers: dict[str, Callable[[], list[object]]] = {
         "pod": lambda: [render.pod(topo, args.scale_set)],
         "helm-values": lambda: [render.helm_values(topo, args.scale_set, github_config_url=args.github_config_url)],
+        "controller-values": lambda: [render.controller_values(topo)],
+        "scale-sets": lambda: list(render.autoscaling_runner_sets(topo)),
+        "listeners": lambda: [render.listener_pod(topo, s.name) for s in topo.scale_sets],
         "kind-config": lambda: [render.kind_config(topo)],
         "nodes": lambda: list(render.node_objects(topo)),
         "gitlab": lambda: list(render.gitlab_deployments(topo)),
@@ -106,9 +110,14 @@ def _render(args: argparse.Namespace) -> int:
         "cleanup": lambda: [render.cleanup_cronjob(topo)],
         "storage": lambda: list(render.storage_classes(topo)),
         "cluster": lambda: list(render.cluster_objects(topo)),
-        "all": lambda: list(render.cluster_objects(topo)) + [render.pod(topo, s.name) for s in topo.scale_sets],
+        # an actionlint.yaml (not a manifest): the self-hosted labels the scale sets publish
+        "actionlint": lambda: [actionlint.config(topo)],
+        "all": lambda: (list(render.cluster_objects(topo)) + list(render.autoscaling_runner_sets(topo))
+                        + [render.pod(topo, s.name) for s in topo.scale_sets]),
     }
     docs = renderers[args.target]()
+    if args.target == "pod":
+        sys.stdout.write(render.arc_additions_comment(topo, args.scale_set))
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1))
     return 0
 

@@ -1,0 +1,66 @@
+"""actionlint against the platform's real runner labels.
+
+actionlint rejects any ``runs-on`` label it does not know; self-hosted labels
+come from an ``actionlint.yaml``.  :func:`config` renders that file from the
+topology (every label an ARC scale set publishes), so a repository on the
+platform lints ``runs-on: tinyland-nix-gpu`` against the live taxonomy and a
+label the platform does not serve fails its lint.  ``topology render
+actionlint`` prints it.
+
+actionlint itself is built from the Go module proxy (:mod:`.gotool`); it runs
+shellcheck over ``run:`` scripts when shellcheck is on PATH (Debian's package).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flywheel_runtime.audit import gotool
+from flywheel_runtime.topology.model import Topology
+
+ACTIONLINT_VERSION = "v1.7.12"
+PACKAGE = "github.com/rhysd/actionlint/cmd/actionlint"
+
+
+def labels(topo: Topology) -> list[str]:
+    """Every label a scale set publishes (class label and tags), sorted, once each."""
+    return sorted({lbl for ss in topo.scale_sets for lbl in ss.labels})
+
+
+def config(topo: Topology) -> dict[str, Any]:
+    """An ``actionlint.yaml`` (``.github/actionlint.yaml`` in a repository)."""
+    return {"self-hosted-runner": {"labels": labels(topo)}}
+
+
+def cached(root: Path | None = None) -> Path | None:
+    return gotool.cached("actionlint", ACTIONLINT_VERSION, root)
+
+
+def ensure_actionlint(root: Path | None = None) -> Path:
+    """Build (or reuse) actionlint; raises BuildError with the log's last line."""
+    return gotool.ensure("actionlint", PACKAGE, ACTIONLINT_VERSION, root)
+
+
+@dataclass(frozen=True)
+class LintResult:
+    ok: bool
+    output: str
+    shellcheck: str | None  # the shellcheck actionlint ran, or None when none was on PATH
+
+
+def lint(workflows: list[Path], topo: Topology, binary: Path) -> LintResult:
+    """actionlint over ``workflows`` with the topology's label config."""
+    shellcheck = shutil.which("shellcheck")
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "actionlint.yaml"
+        cfg.write_text(yaml.safe_dump(config(topo), sort_keys=False))
+        proc = subprocess.run([str(binary), "-no-color", "-config-file", str(cfg), f"-shellcheck={shellcheck or ''}",
+                               *map(str, workflows)], capture_output=True, text=True)
+    return LintResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip(), shellcheck)
