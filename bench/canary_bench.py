@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Canary benchmarks, side by side with the stack's own tool (``vulkaninfo --summary``).
+"""Canary benchmarks, beside the stack's own tool (``vulkaninfo --summary``) as context.
+
+``vulkaninfo`` is not a peer doing the same work (it runs no compute and no
+render); it shows what merely touching the Vulkan stack costs on this machine.
 
 Whole-process wall time per command (what a CI step pays), median of N runs,
 plus the in-process KVM guest round trip.  Targets from the issue: KVM round
@@ -56,6 +59,28 @@ def kvm_in_process(runs: int) -> dict[str, object]:
         assert r.io_value == r.expected, r
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": runs,
             "exit_codes": [0]}
+
+
+def rows(doc: dict) -> list[dict]:
+    """The ratio-table rows (bench/run.py) from this script's --json document.
+
+    ``vulkaninfo --summary`` is context (the stack's own tool, run where the
+    canaries run), not a peer: it proves no compute or render.
+    """
+    ctx = doc.get("vulkaninfo --summary", {}).get("median_s")
+    out = []
+    for name, r in doc.items():
+        if name == "vulkaninfo --summary":
+            continue
+        target, med = TARGETS_S.get(name), r["median_s"]
+        gpu = name in ("canary vulkan", "canary webgpu", "canary dawn")
+        out.append({"figure": f"{name}, median of {r['runs']}" + ("" if r["exit_codes"] == [0] else
+                                                                   f" (exit {r['exit_codes']})"),
+                    "ours": f"{med * 1000:.1f} ms", "vs": f"vulkaninfo --summary {ctx * 1000:.0f} ms (context)"
+                    if gpu and ctx else "-", "ratio": round(med / ctx, 2) if gpu and ctx else None,
+                    "target": f"< {target * 1000:.0f} ms" if target else None,
+                    "met": (med < target and r["exit_codes"] == [0]) if target else None})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,9 @@ Rows (each a fresh process, median of --runs):
                    importing every package's _cli module)
   import probe     `import flywheel_runtime.probe` (target: median < 50 ms)
   python           bare interpreter start (the floor under all of the above)
-  vulkaninfo       `vulkaninfo --summary`: the peer a job would otherwise run
-                   (it loads every ICD; `hints` only reads their manifests)
+  vulkaninfo       `vulkaninfo --summary`: context, not a peer doing the same
+                   work (it loads every ICD and queries each device; `hints`
+                   only reads their manifests): what a job would otherwise run
 
 Uses hyperfine (--export-json) when installed, else subprocess timing.  Exit 1
 when a target is missed, so CI can run it as a check on a quiet machine.
@@ -78,6 +79,23 @@ def _subprocess(rows: dict[str, list[str]], runs: int, warmup: int) -> dict[str,
         res[name] = {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times),
                      "min_ms": min(times), "max_ms": max(times)}
     return res
+
+
+def rows(doc: dict) -> list[dict]:
+    """The ratio-table rows (bench/run.py) from this script's --json document."""
+    res, out = doc["results"], []
+    for name, floor in (("hints", "vulkaninfo --summary"), ("import probe", "python")):
+        if name not in res:
+            continue
+        ours, ref = res[name]["median_ms"], res.get(floor, {}).get("median_ms")
+        role = "context" if floor.startswith("vulkaninfo") else "floor"
+        target = doc["targets_ms"].get(name)
+        out.append({"figure": f"{name}, whole process, median of {doc['runs']}", "ours": f"{ours:.1f} ms",
+                    "vs": f"{floor} {ref:.1f} ms ({role})" if ref else "-",
+                    "ratio": round(ours / ref, 2) if ref else None,
+                    "target": f"< {target:.0f} ms" if target else None,
+                    "met": ours < target if target else None})
+    return out
 
 
 def main() -> int:
