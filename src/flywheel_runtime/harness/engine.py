@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -195,11 +196,84 @@ def _save_tables(family: int) -> str:
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def _restore_tables(family: int, text: str) -> None:
-    tool = "iptables-restore" if family == 4 else "ip6tables-restore"
-    proc = subprocess.run([tool], input=text, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ClusterError(f"{tool} could not put the host's rules back: {proc.stderr.strip()[:300]}")
+def parse_tables(text: str) -> dict[str, list[str]]:
+    """``*-save`` text as {table: lines}, counters and comments dropped; a table
+    with no rules and every built-in chain at ACCEPT counts as absent."""
+    tables: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:], [])
+        elif line == "COMMIT":
+            current = None
+        elif current is not None:
+            current.append(re.sub(r"\s*\[\d+:\d+\]$", "", line))
+    return {t: lines for t, lines in tables.items()
+            if any(not ln.startswith(":") or not ln.endswith((" ACCEPT", " -")) for ln in lines)}
+
+
+def _nf_tables() -> bool:
+    proc = subprocess.run(["iptables", "--version"], capture_output=True, text=True)
+    return "nf_tables" in proc.stdout
+
+
+def restore_tables(family: int, saved: str) -> None:
+    """Put a family's tables back as ``saved`` had them, deleting tables created since."""
+    before = set(parse_tables(saved))
+    now = parse_tables(_save_tables(family))
+    for table in sorted(set(now) - before):
+        if _nf_tables() and shutil.which("nft"):
+            subprocess.run(["nft", "delete", "table", "ip" if family == 4 else "ip6", table], capture_output=True)
+        else:
+            _iptables(family, "-t", table, "-F", check=False)
+            _iptables(family, "-t", table, "-X", check=False)
+    if before:
+        tool = "iptables-restore" if family == 4 else "ip6tables-restore"
+        proc = subprocess.run([tool], input=saved, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ClusterError(f"{tool} could not put the host's rules back: {proc.stderr.strip()[:300]}")
+    left = set(parse_tables(_save_tables(family))) - before
+    if left:
+        raise ClusterError(f"ip{'' if family == 4 else '6'}tables tables {sorted(left)} are still there after down")
+
+
+def host_snapshot() -> dict[str, Any]:
+    """What a cluster may change on this host, for before/after comparison."""
+    procs = sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) in
+                   ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet"))
+    return {
+        "sysctls": read_sysctls(),
+        "iptables": parse_tables(_save_tables(4)),
+        "ip6tables": parse_tables(_save_tables(6)),
+        "links": sorted(os.listdir("/sys/class/net")),
+        "lib_modules": Path("/lib/modules").exists(),
+        "engine_processes": procs,
+    }
+
+
+def _comm(p: Path) -> str:
+    try:
+        return (p / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def snapshot_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """One line per difference between two :func:`host_snapshot` results."""
+    out = []
+    for key in before:
+        a, b = before[key], after.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict):
+            for k in sorted(set(a) | set(b or {})):
+                if a.get(k) != (b or {}).get(k):
+                    out.append(f"{key} {k}: {a.get(k)!r} -> {(b or {}).get(k)!r}")
+        else:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
 
 
 @dataclass
@@ -389,10 +463,9 @@ def stop(cache: Path, *, log: Any = None) -> bool:
     host = HostState(**st["host"])
     problems = []
     for fam in (4, 6):
-        text = host.iptables.get(str(fam))
-        if text:
+        if str(fam) in host.iptables:
             try:
-                _restore_tables(fam, text)
+                restore_tables(fam, host.iptables[str(fam)])
             except ClusterError as exc:
                 problems.append(str(exc))
     problems += write_sysctls(host.sysctls)

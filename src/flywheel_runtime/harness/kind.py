@@ -70,6 +70,10 @@ def cluster_config(topo: Any, name: str, *, kvm: bool | None = None) -> dict[str
     # This host has cgroup v1 (hybrid); kubelet 1.36 refuses it unless told otherwise.
     cfg.setdefault("kubeadmConfigPatches", []).append(
         "kind: KubeletConfiguration\nfailCgroupV1: false\n")
+    # Registries resolve to a refused local port (the node image's certs.d/_default):
+    # images are loaded, and a pull attempt never sends a packet out.
+    cfg["containerdConfigPatches"] = [
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n']
     have_kvm = Path(KVM_DEVICE).exists() if kvm is None else kvm
     for node in cfg["nodes"]:
         # The KVM lanes' baseline is honey, kind's control-plane node.
@@ -305,6 +309,25 @@ class KindBackend:
         return {"backend": "kind", "name": self.name, "running": running, "kubeconfig": str(self.kubeconfig),
                 "image": st.get("image"), "components": {"engine": "ours" if st.get("engine_owned") else "host"}
                 if st else {}}
+
+
+def prepare(root: Path | None = None) -> str:
+    """Build (or check the stamps of) the toolchain and node image; return the image name.
+
+    ``./dev`` runs it so a first ``cluster up`` only creates nodes.  A dockerd
+    started for the build is stopped again, leaving the host as it was.
+    """
+    from flywheel_runtime.harness import engine, nodeimage
+
+    cache = root or build.cache_root()
+    tc = build.ensure_kind_toolchain(root=root)
+    running = (engine.engine_root(cache) / "engine.json").exists()
+    eng = engine.start(cache)
+    try:
+        return nodeimage.build_node_image(eng, tc, root=root).name
+    finally:
+        if eng.owned and not running:
+            engine.stop(cache)
 
 
 def main() -> None:  # pragma: no cover - regenerates kind/cluster.yaml

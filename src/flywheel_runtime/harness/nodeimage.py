@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -48,6 +49,10 @@ NODE_PACKAGES = (
 )
 CNI_PLUGINS = ("ptp", "host-local", "loopback", "portmap", "bridge")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+NO_REGISTRY = "http://127.0.0.1:1"
+NO_REGISTRY_HOSTS_TOML = (f'# flywheel-runtime: images are loaded, never pulled (offline; no packet leaves)\n'
+                          f'server = "{NO_REGISTRY}"\n\n[host."{NO_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n')
 
 # Images kind v0.33.0 preloads besides kubeadm's list (pkg/build/nodeimage/const_*.go).
 KINDNETD_IMAGE = "docker.io/kindest/kindnetd:v20260820-69b56db7"
@@ -300,6 +305,11 @@ def _prepare_node_rootfs(rootfs: Path, tc: build.KindToolchain) -> None:
         {"path": "/kind/bin/mount-product-files.sh"})
     spec.get("process", {}).pop("rlimits", None)
     (rootfs / "etc/containerd/cri-base.json").write_text(json.dumps(spec, indent=2))
+    # No registry is reachable from here, and a pull attempt would send packets out:
+    # every registry resolves to a refused local port, so a missing image fails at once.
+    hosts = rootfs / "etc/containerd/certs.d/_default/hosts.toml"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text(NO_REGISTRY_HOSTS_TOML)
     wants = rootfs / "lib/systemd/system/sysinit.target.wants/systemd-tmpfiles-setup.service"
     wants.unlink(missing_ok=True)
     for pattern in ("lib/systemd/system/multi-user.target.wants/*", "etc/systemd/system/*.wants/*",
@@ -381,13 +391,27 @@ def _kubeadm_images(tc: build.KindToolchain) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _assign_kubeadm_tags(images: dict[str, ArchiveImage], wanted: list[str]) -> None:
-    """Give etcd, pause and CoreDNS kubeadm's references, refusing a version drift."""
-    versions = {"etcd": build.ETCD_VERSION.lstrip("v"), "coredns": build.KIND_TOOLS["coredns"].version,
-                "pause": build.PAUSE_VERSION}
+def sandbox_ref(config_toml: str) -> str:
+    """The sandbox (pause) image named in kind's containerd config."""
+    m = re.search(r'^\s*sandbox(?:_image)?\s*=\s*"([^"]+)"', config_toml, re.M)
+    if not m:
+        raise BuildError("kind's containerd config names no sandbox image")
+    return m.group(1)
+
+
+def _assign_kubeadm_tags(images: dict[str, ArchiveImage], wanted: list[str], sandbox: str) -> None:
+    """Give etcd and CoreDNS kubeadm's references and pause the sandbox one, refusing a version drift."""
+    _, pause_tag = _split_tag(sandbox)
+    if pause_tag != build.PAUSE_VERSION:
+        raise BuildError(f"kind's containerd config wants {sandbox} but the pinned pause is {build.PAUSE_VERSION}: "
+                         "bump it in harness/build.py")
+    images["@pause"].tags.append(sandbox)
+    versions = {"etcd": build.ETCD_VERSION.lstrip("v"), "coredns": build.KIND_TOOLS["coredns"].version}
     for ref in wanted:
         repo, tag = _split_tag(ref)
         comp = repo.rsplit("/", 1)[-1]
+        if comp == "pause":
+            continue  # kind swaps kubeadm's pause for containerd's sandbox image (sandbox_ref)
         if comp in versions:
             built = versions[comp]
             if not (tag == built or tag.startswith(built + "-")):
@@ -436,7 +460,7 @@ def build_node_image(engine: Any, tc: build.KindToolchain, *, root: Path | None 
     t2 = time.monotonic()
     images = _image_layers(work, tc, base_layer)
     wanted = _kubeadm_images(tc)
-    _assign_kubeadm_tags(images, wanted)
+    _assign_kubeadm_tags(images, wanted, sandbox_ref((rootfs / "etc/containerd/config.toml").read_text()))
     release = work / "release"
     bindir = release / "kubernetes" / "server" / "bin"
     bindir.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,9 @@ def test_stop_signal_and_entrypoint_reach_the_config(tmp_path: Path) -> None:
     assert cfg["StopSignal"] == "SIGRTMIN+3" and cfg["Entrypoint"] == ["/usr/local/bin/entrypoint", "/sbin/init"]
 
 
+SANDBOX = f"registry.k8s.io/pause:{build.PAUSE_VERSION}"
+
+
 def _images() -> dict[str, nodeimage.ArchiveImage]:
     return {"@etcd": nodeimage.ArchiveImage([], []), "@pause": nodeimage.ArchiveImage([], []),
             "@coredns": nodeimage.ArchiveImage([], []),
@@ -68,9 +71,10 @@ def test_kubeadm_references_are_taken_when_the_pins_match() -> None:
     etcd = build.ETCD_VERSION.lstrip("v")
     nodeimage._assign_kubeadm_tags(images, [
         f"registry.k8s.io/kube-apiserver:{build.KUBERNETES_VERSION}", f"registry.k8s.io/etcd:{etcd}-0",
-        f"registry.k8s.io/pause:{build.PAUSE_VERSION}",
-        f"registry.k8s.io/coredns/coredns:{build.KIND_TOOLS['coredns'].version}"])
+        "registry.k8s.io/pause:3.99",  # kubeadm's own pause is replaced by the sandbox image
+        f"registry.k8s.io/coredns/coredns:{build.KIND_TOOLS['coredns'].version}"], SANDBOX)
     assert images["@etcd"].tags == [f"registry.k8s.io/etcd:{etcd}-0"]
+    assert images["@pause"].tags == [SANDBOX]
     assert images["@coredns"].tags == [f"registry.k8s.io/coredns/coredns:{build.KIND_TOOLS['coredns'].version}"]
 
 
@@ -81,7 +85,23 @@ def test_kubeadm_references_are_taken_when_the_pins_match() -> None:
 ])
 def test_a_kubeadm_pin_drift_is_one_clear_line(ref: str, match: str) -> None:
     with pytest.raises(BuildError, match=match):
-        nodeimage._assign_kubeadm_tags(_images(), [ref])
+        nodeimage._assign_kubeadm_tags(_images(), [ref], SANDBOX)
+    with pytest.raises(BuildError, match="pinned pause is"):
+        nodeimage._assign_kubeadm_tags(_images(), [], "registry.k8s.io/pause:9.9")
+
+
+def test_sandbox_ref_is_read_from_kinds_containerd_config() -> None:
+    kind_cfg = (build.module_dir("sigs.k8s.io/kind", build.KIND_TOOLS["kind"].version)
+                / "images/base/files/etc/containerd/config.toml").read_text()
+    assert nodeimage.sandbox_ref(kind_cfg) == SANDBOX
+
+
+def test_no_registry_is_a_refused_local_port() -> None:
+    import tomllib
+
+    hosts = tomllib.loads(nodeimage.NO_REGISTRY_HOSTS_TOML)
+    assert hosts["server"] == nodeimage.NO_REGISTRY and set(hosts["host"]) == {nodeimage.NO_REGISTRY}
+    assert nodeimage.NO_REGISTRY.startswith("http://127.0.0.1:")
 
 
 def test_the_harness_builds_the_topologys_kubernetes() -> None:
