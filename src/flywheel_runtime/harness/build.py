@@ -343,8 +343,14 @@ def ensure_binaries(root: Path | None = None) -> Binaries:
 if __name__ == "__main__":  # pragma: no cover - convenience for warming the cache
     try:
         print(json.dumps(ensure_binaries().as_dict(), indent=2))
-        if "--kind" in sys.argv:
-            ensure_kind_toolchain()
+        from flywheel_runtime.audit.promtool import ensure_promtool
+
+        ensure_promtool()
+        if "--kind" in sys.argv or "--kind-if-available" in sys.argv:
+            from flywheel_runtime.harness import kind
+
+            if "--kind" in sys.argv or kind.available():
+                kind.prepare()
     except BuildError as exc:
         print(f"flywheel-runtime: {exc}", file=sys.stderr)
         sys.exit(1)
