@@ -12,7 +12,7 @@ With ``FLYWHEEL_BENCH_ENFORCE=1`` (``./dev bench`` sets it) a missed target, a
 failed script or one that could not run exits 1; otherwise misses only warn
 (the default suite and CI stay warning-only).
 
-    .venv/bin/python bench/run.py [--only probe_bench,canary_bench] [--out DIR] [--dir DIR]
+    .venv/bin/python bench/run.py [--only probe_bench,canary_bench] [--out DIR | --from DIR]
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def run_one(path: Path, out_dir: Path) -> tuple[list[dict[str, Any]], str | None
     return rows, (f"exit {proc.returncode}" if failed else None)
 
 
+def saved(path: Path, from_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows of a document an earlier run kept (``--out``)."""
+    return _module(path).rows(json.loads((from_dir / f"{path.stem}.json").read_text())), None
+
+
 def table(results: dict[str, tuple[list[dict[str, Any]], str | None]]) -> tuple[str, int]:
     """The one table, and how many targets were missed or scripts failed."""
     lines, bad = [], 0
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated script names (stems), default: all")
     ap.add_argument("--out", type=Path, default=None, help="keep each script's JSON here")
+    ap.add_argument("--from", dest="from_dir", type=Path, default=None,
+                    help="run nothing: print the table from the JSON documents an earlier --out kept")
     ap.add_argument("--dir", type=Path, default=HERE, help=argparse.SUPPRESS)  # tests point this at fakes
     args = ap.parse_args(argv)
     enforce = os.environ.get("FLYWHEEL_BENCH_ENFORCE") == "1"
@@ -106,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"(have: {', '.join(p.stem for p in chosen)})", file=sys.stderr)
             return 2
         chosen = [p for p in chosen if p.stem in want]
-    with tempfile.TemporaryDirectory() as tmp:
-        out_dir = args.out or Path(tmp)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results = {p.stem: run_one(p, out_dir) for p in chosen}
+    if args.from_dir:
+        results = {p.stem: saved(p, args.from_dir) for p in chosen if (args.from_dir / f"{p.stem}.json").is_file()}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out_dir = args.out or Path(tmp)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            results = {p.stem: run_one(p, out_dir) for p in chosen}
     text, bad = table(results)
     print(text)
     if bad:

@@ -74,6 +74,20 @@ def test_all_met_passes_and_only_picks(tmp_path: Path) -> None:
     assert _run(d, True, "--only", "nope").returncode == 2
 
 
+def test_from_prints_the_kept_documents_without_running(tmp_path: Path) -> None:
+    d = tmp_path / "scripts"
+    d.mkdir()
+    _fakes(d, a_bench=(0.5, 0))
+    out = tmp_path / "out"
+    assert _run(d, True, "--out", str(out)).returncode == 0
+    assert (out / "a_bench.json").is_file()
+    (out / "a_bench.json").write_text("{}")
+    (d / "a_bench.py").write_text((d / "a_bench.py").read_text().replace("sys.exit(", "open(sys.argv[0] + '.ran', 'w'); sys.exit("))
+    res = _run(d, True, "--from", str(out))
+    assert res.returncode == 0 and "fake a_bench" in res.stdout
+    assert not (d / "a_bench.py.ran").exists()
+
+
 def test_a_script_that_crashes_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "x_bench.py").write_text("def rows(doc):\n    return []\nif __name__ == '__main__':\n"
                                          "    raise SystemExit(3)\n")
