@@ -17,7 +17,7 @@ JOB_RESULT_ANNOTATION = "flywheel.tinyland.dev/job-result"
 
 
 @dataclass(frozen=True)
-class Placement:
+class PodVerdict:
     """The scheduler's verdict for one pod."""
 
     pod: str
@@ -174,20 +174,20 @@ class Kube:
         created = self.core.create_namespaced_pod(meta["namespace"], body)
         return str(created.metadata.name)
 
-    def placement(self, namespace: str, name: str) -> Placement:
+    def placement(self, namespace: str, name: str) -> PodVerdict:
         p = self.core.read_namespaced_pod(name, namespace)
         cond = next((c for c in (p.status.conditions or []) if c.type == "PodScheduled"), None)
-        return Placement(name, namespace, p.spec.node_name, p.status.phase or "",
+        return PodVerdict(name, namespace, p.spec.node_name, p.status.phase or "",
                          cond.reason if cond and cond.status != "True" else None,
                          cond.message if cond and cond.status != "True" else None)
 
-    def wait_scheduled(self, namespace: str, name: str, timeout: float = 30) -> Placement:
+    def wait_scheduled(self, namespace: str, name: str, timeout: float = 30) -> PodVerdict:
         return wait_for(lambda: (pl := self.placement(namespace, name)).scheduled and pl, timeout,
                         f"pod {namespace}/{name} to be scheduled")
 
-    def wait_unschedulable(self, namespace: str, name: str, timeout: float = 30) -> Placement:
+    def wait_unschedulable(self, namespace: str, name: str, timeout: float = 30) -> PodVerdict:
         """Wait for the scheduler's Unschedulable verdict (PodScheduled=False)."""
-        def settled() -> Placement | None:
+        def settled() -> PodVerdict | None:
             pl = self.placement(namespace, name)
             transient = "waiting for" in (pl.message or "")  # e.g. the ephemeral volume controller
             return pl if pl.reason == "Unschedulable" and not transient else None
@@ -195,7 +195,7 @@ class Kube:
         return wait_for(settled, timeout,
                         f"pod {namespace}/{name} to be judged unschedulable")
 
-    def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 30) -> Placement:
+    def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 30) -> PodVerdict:
         return wait_for(lambda: (pl := self.placement(namespace, name)).phase == phase and pl, timeout,
                         f"pod {namespace}/{name} to reach {phase}")
 

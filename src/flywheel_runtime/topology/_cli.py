@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-RENDER_TARGETS = ("pod", "helm-values", "kind-config", "nodes", "gitlab", "warm-pool", "cleanup",
-                  "storage", "cluster", "actionlint", "all")
+RENDER_TARGETS = ("pod", "helm-values", "controller-values", "scale-sets", "listeners", "kind-config", "nodes",
+                  "gitlab", "warm-pool", "cleanup", "storage", "cluster", "actionlint", "all")
 
 
 def _topology_arg(p: argparse.ArgumentParser) -> None:
@@ -100,6 +100,9 @@ def _render(args: argparse.Namespace) -> int:
     renderers: dict[str, Callable[[], list[object]]] = {
         "pod": lambda: [render.pod(topo, args.scale_set)],
         "helm-values": lambda: [render.helm_values(topo, args.scale_set, github_config_url=args.github_config_url)],
+        "controller-values": lambda: [render.controller_values(topo)],
+        "scale-sets": lambda: list(render.autoscaling_runner_sets(topo)),
+        "listeners": lambda: [render.listener_pod(topo, s.name) for s in topo.scale_sets],
         "kind-config": lambda: [render.kind_config(topo)],
         "nodes": lambda: list(render.node_objects(topo)),
         "gitlab": lambda: list(render.gitlab_deployments(topo)),
@@ -109,9 +112,12 @@ def _render(args: argparse.Namespace) -> int:
         "cluster": lambda: list(render.cluster_objects(topo)),
         # an actionlint.yaml (not a manifest): the self-hosted labels the scale sets publish
         "actionlint": lambda: [actionlint.config(topo)],
-        "all": lambda: list(render.cluster_objects(topo)) + [render.pod(topo, s.name) for s in topo.scale_sets],
+        "all": lambda: (list(render.cluster_objects(topo)) + list(render.autoscaling_runner_sets(topo))
+                        + [render.pod(topo, s.name) for s in topo.scale_sets]),
     }
     docs = renderers[args.target]()
+    if args.target == "pod":
+        sys.stdout.write(render.arc_additions_comment(topo, args.scale_set))
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1))
     return 0
 

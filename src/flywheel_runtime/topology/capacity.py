@@ -1,9 +1,12 @@
 """How many runners fit where, by which resource, and global capacity debt.
 
-Counts use requests, as the kube-scheduler does.  Three views:
+Counts use requests, as the kube-scheduler does, and every pod that takes a
+node's slots: runner pods, and the *standing* pods that are always there --
+the ARC controller, one listener per scale set (placed by the topology, e.g.
+nine on honey), and the GitLab runners at their minimum replicas.  Views:
 
-* per scale set, alone on its pinned node (``fit``): runners by cpu, memory,
-  ephemeral-storage and pod count, and which resource binds first;
+* per scale set, alone on its pinned node beside the standing pods (``fit``):
+  runners by cpu, memory, ephemeral-storage and pod count, and which binds first;
 * per label (``labels``): the label's scale sets across overlays packed
   together on their nodes, each up to its own cap (``admits``), and the same
   while every other lane on those nodes runs at its cap (``admits_at_peak``).
@@ -28,7 +31,7 @@ class ScaleSetFit:
     label: str
     node: str | None
     max_runners: int
-    fits: dict[str, int | None]  # per resource (and pods); None = not requested
+    fits: dict[str, int | None]  # per resource (and pods) beside the standing pods; None = not requested
     admits: int  # runners the node admits alone: the minimum over resources
     binding: str  # which resource binds first
     node_schedulable: bool
@@ -53,15 +56,42 @@ class NodeDemand:
     at_caps: dict[str, int]  # summed requests with every pinned lane at its cap (and pods)
     allocatable: dict[str, int]
     overcommitted: list[str]  # resources where demand at caps exceeds allocatable
+    standing: dict[str, int] = field(default_factory=dict)  # standing pods: lane -> count
 
 
-def _pinned(topo: Topology, node: str) -> list[tuple[str, dict[str, int], int]]:
-    """(lane, pod requests incl. one pod slot, cap) for every lane pinned to ``node``."""
+Lane = tuple[str, dict[str, int], int]  # (lane, pod requests incl. one pod slot, pod count)
+
+
+def _arc_pods(topo: Topology, node: str) -> list[Lane]:
+    """The ARC controller and the listeners placed on ``node``."""
+    out: list[Lane] = []
+    if topo.arc is not None and topo.arc.controller.node == node:
+        c = topo.arc.controller
+        out.append(("arc controller", {**c.envelope.pod_requests(), "pods": 1}, c.replicas))
+    out += [(f"listener {lst.scale_set}", {**lst.envelope.pod_requests(), "pods": 1}, 1)
+            for lst in topo.listeners if lst.node == node]
+    return out
+
+
+def standing(topo: Topology, node: str) -> list[Lane]:
+    """Pods always on ``node``: controller, listeners, GitLab runners at min replicas."""
+    return _arc_pods(topo, node) + [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1},
+                                     g.min_replicas) for g in topo.gitlab_runners if g.node == node]
+
+
+def _pinned(topo: Topology, node: str) -> list[Lane]:
+    """Every pod on ``node`` with each lane at its cap (GitLab at max replicas)."""
     out = [(f"scale set {s.name}", {**s.envelope.pod_requests(), "pods": 1}, s.max_runners)
            for s in topo.scale_sets if s.node == node]
     out += [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1}, g.max_replicas)
             for g in topo.gitlab_runners if g.node == node]
-    return out
+    return out + _arc_pods(topo, node)
+
+
+def _free(topo: Topology, node: str, lanes: list[Lane]) -> dict[str, int]:
+    n = topo.node(node)
+    return {r: n.allocatable.get(r) - sum(req[r] * count for _, req, count in lanes)
+            for r in (*RESOURCE_NAMES, "pods")}
 
 
 def _pack(free: dict[str, int], sets: list[ScaleSet]) -> int:
@@ -83,7 +113,8 @@ def node_demand(topo: Topology, node_name: str) -> NodeDemand:
     total = {r: sum(req[r] * cap for _, req, cap in lanes) for r in keys}
     alloc = {r: node.allocatable.get(r) for r in keys}
     return NodeDemand(node_name, [name for name, _, _ in lanes], total, alloc,
-                      [r for r in keys if total[r] > alloc[r]])
+                      [r for r in keys if total[r] > alloc[r]],
+                      {name: count for name, _, count in standing(topo, node_name) if count})
 
 
 def fit(topo: Topology, ss: ScaleSet) -> ScaleSetFit:
@@ -91,10 +122,11 @@ def fit(topo: Topology, ss: ScaleSet) -> ScaleSetFit:
         return ScaleSetFit(ss.name, ss.overlay, ss.label, None, ss.max_runners, {}, 0, "unpinned", False)
     node = topo.node(ss.node)
     req = ss.envelope.pod_requests()
+    free = _free(topo, node.name, standing(topo, node.name))
     fits: dict[str, int | None] = {}
     for r in RESOURCE_NAMES:
-        fits[r] = node.allocatable.get(r) // req[r] if req[r] > 0 else None
-    fits["pods"] = node.allocatable.pods
+        fits[r] = max(0, free[r]) // req[r] if req[r] > 0 else None
+    fits["pods"] = max(0, free["pods"])
     bounded = {r: n for r, n in fits.items() if n is not None}
     binding = min(bounded, key=lambda r: (bounded[r], list(bounded).index(r)))
     return ScaleSetFit(ss.name, ss.overlay, ss.label, node.name, ss.max_runners, fits, bounded[binding], binding,
@@ -116,8 +148,9 @@ def labels(topo: Topology) -> list[LabelCapacity]:
                 continue
             node = topo.node(node_name)
             here = [s for s in sets if s.node == node_name]
-            free = {r: node.allocatable.get(r) for r in (*RESOURCE_NAMES, "pods")}
+            free = _free(topo, node_name, standing(topo, node_name))
             admits += _pack(dict(free), here)
+            free = {r: node.allocatable.get(r) for r in (*RESOURCE_NAMES, "pods")}
             for lane, req, cap in _pinned(topo, node_name):
                 if lane not in mine:
                     for r in free:
@@ -127,6 +160,43 @@ def labels(topo: Topology) -> list[LabelCapacity]:
         out.append(LabelCapacity(rc.name, [s.name for s in sets], caps, admits, max(0, caps - admits),
                                  sorted({s.overlay for s in sets}), peak, max(0, caps - peak)))
     return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Runners asked of named scale sets at once, beside the standing pods."""
+
+    asked: dict[str, int]
+    admitted: dict[str, int]  # by requests, packed per node in the order asked
+    queued: dict[str, int]
+    limits: dict[str, dict[str, int]]  # per node: summed limits of what was admitted (contention, not admission)
+
+
+def scenario(topo: Topology, asked: dict[str, int]) -> Scenario:
+    """What the scheduler admits when ``asked`` runners arrive together:
+    requests decide admission; limits only say how hard admitted pods contend."""
+    free = {n.name: _free(topo, n.name, standing(topo, n.name)) for n in topo.nodes}
+    admitted: dict[str, int] = {}
+    limits: dict[str, dict[str, int]] = {}
+    for name, count in asked.items():
+        ss = topo.scale_set(name)
+        if ss.node is None:
+            admitted[name] = 0
+            continue
+        capped = ScaleSet.__new__(ScaleSet)  # the set, capped at what is asked (frozen: copy the fields)
+        capped.__dict__.update({**ss.__dict__, "max_runners": min(count, ss.max_runners)})
+        admitted[name] = _pack(free[ss.node], [capped])
+        lim = limits.setdefault(ss.node, {r: 0 for r in ("cpu", "memory")})
+        for c in ss.envelope.containers:
+            for r in lim:
+                lim[r] += admitted[name] * (c.limits.get(r) or 0)
+    for g in topo.gitlab_runners:  # standing GitLab runners contend too
+        if g.node is not None:
+            lim = limits.setdefault(g.node, {r: 0 for r in ("cpu", "memory")})
+            for c in g.envelope.containers:
+                for r in lim:
+                    lim[r] += g.min_replicas * (c.limits.get(r) or 0)
+    return Scenario(dict(asked), admitted, {k: asked[k] - admitted[k] for k in asked}, limits)
 
 
 def report(topo: Topology) -> dict[str, Any]:
@@ -162,6 +232,12 @@ def table(topo: Topology) -> str:
                 lines.append(f"  {f.scale_set:<34}{f.max_runners:>5}{cell('cpu'):>6}{cell('memory'):>6}"
                              f"{cell('ephemeral-storage'):>6}{cell('pods'):>6}  {f.admits:>4}  {f.binding}")
         d = node_demand(topo, n.name)
+        if d.standing:
+            listeners = sum(c for k, c in d.standing.items() if k.startswith("listener "))
+            parts = [f"{c} {k}" for k, c in d.standing.items() if not k.startswith("listener ")]
+            if listeners:
+                parts.insert(1 if "arc controller" in d.standing else 0, f"{listeners} listener(s)")
+            lines.append(f"  standing pods ({sum(d.standing.values())} of {a.pods} slots): " + ", ".join(parts))
         if d.lanes:
             over = ", ".join(d.overcommitted) or "none"
             lines.append(f"  all lanes at caps: cpu {format_cpu(d.at_caps['cpu'])}, memory "

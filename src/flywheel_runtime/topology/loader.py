@@ -10,11 +10,15 @@ from flywheel_runtime.errors import TopologyError
 from flywheel_runtime.topology.model import (
     HOSTNAME_LABEL,
     Allocatable,
+    Arc,
     CleanupPolicy,
     ContainerEnvelope,
+    Controller,
+    DindLayout,
     Envelope,
     GitLabRunner,
     LabelTaxonomy,
+    Listener,
     Node,
     NodeSelectorRequirement,
     Overlay,
@@ -23,6 +27,7 @@ from flywheel_runtime.topology.model import (
     RunnerClass,
     RunnerPod,
     ScaleSet,
+    Scratch,
     StorageClass,
     Taint,
     Toleration,
@@ -114,6 +119,10 @@ def _placement(entry: dict[str, Any], nodes: dict[str, Node], source: str, path:
     return Placement(node_name, selector, tolerations, explicit, affinity)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
 def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
     nodes = {
         name: Node(
@@ -122,6 +131,7 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             allocatable=Allocatable(n["allocatable"]["cpu"], n["allocatable"]["memory"],
                                     n["allocatable"]["ephemeral-storage"], n["allocatable"]["pods"]),
             schedulable=n["schedulable"], runner_target=n["runner_target"],
+            scratch=Scratch(n["scratch"]["storage_class"], n["scratch"]["root_request_max"]) if n["scratch"] else None,
         )
         for name, n in doc["nodes"].items()
     }
@@ -131,8 +141,16 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
         if sc.node is not None and sc.node not in nodes:
             raise _fail(source, f"storage_classes.{sc.name}.node", "one of the nodes " + ", ".join(nodes), sc.node)
     sc_names = {s.name for s in storage_classes}
-    overlays = tuple(Overlay(name, o["github_config_url"], o["github_config_secret"])
+    for node in nodes.values():
+        if node.scratch is not None and node.scratch.storage_class not in sc_names:
+            raise _fail(source, f"nodes.{node.name}.scratch.storage_class",
+                        "one of the storage classes " + ", ".join(sorted(sc_names)), node.scratch.storage_class)
+    overlays = tuple(Overlay(name, o["github_config_url"], o["github_config_secret"], o["listener_node"])
                      for name, o in doc["overlays"].items())
+    for o in overlays:
+        if o.listener_node is not None and o.listener_node not in nodes:
+            raise _fail(source, f"overlays.{o.name}.listener_node", "one of the nodes " + ", ".join(nodes),
+                        o.listener_node)
     warm_pools = {name: WarmPool(name, w["timezone"], tuple(WarmPoolSchedule(s["cron"], s["min_runners"])
                                                             for s in w["schedules"]))
                   for name, w in doc["warm_pools"].items()}
@@ -141,8 +159,11 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
     for name, c in doc["runner_classes"].items():
         if c["image"] not in images:
             raise _fail(source, f"runner_classes.{name}.image", "one of the images " + ", ".join(images), c["image"])
+        if c["baseline_node"] is not None and c["baseline_node"] not in nodes:
+            raise _fail(source, f"runner_classes.{name}.baseline_node", "one of the nodes " + ", ".join(nodes),
+                        c["baseline_node"])
         runner_classes.append(RunnerClass(name, c["forge"], c["use"], c["image"], frozenset(c["devices"]),
-                                          tuple(c["tags"])))
+                                          tuple(c["tags"]), c["baseline_node"]))
     classes = {c.name: c for c in runner_classes}
     profiles = doc["hint_profiles"]
 
@@ -157,6 +178,31 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
                             "one of this lane's containers " + ", ".join(containers), v["container"])
             out.append(Volume(v["name"], v["mount_path"], v["size"], v["storage_class"], v["seed_nix"], v["container"]))
         return tuple(out)
+
+    arc_doc = doc["arc"]
+    ctl = arc_doc["controller"]
+    for key, path in ((ctl["image"], "arc.controller.image"), (arc_doc["dind"]["image"], "arc.dind.image")):
+        if key not in images:
+            raise _fail(source, path, "one of the images " + ", ".join(images), key)
+    controller = Controller(ctl["name"], arc_doc["namespace"], ctl["replicas"], ctl["metrics_port"],
+                            images[ctl["image"]], ctl["node"], _placement(ctl, nodes, source, "arc.controller"),
+                            _envelope(ctl["containers"]))
+    dd = arc_doc["dind"]
+    arc = Arc(arc_doc["version"], arc_doc["namespace"], controller, DindLayout(
+        images[dd["image"]], dd["docker_group_gid"], dd["wait_for_docker_s"], dd["startup_period_s"],
+        dd["startup_failure_threshold"], _version(doc["kubernetes_version"]) >= (1, 29)))
+    listener_defaults = arc_doc["listeners"]
+
+    def listener_of(s: dict[str, Any], path: str) -> Listener:
+        own = s["listener"] or {}
+        # The set's own placement keys replace the defaults' as a group (a set
+        # that names a node does not inherit the default's node selector).
+        placed = own if any(own.get(k) is not None for k in ("node", "node_selector", "tolerations", "affinity")) \
+            else listener_defaults
+        where = f"{path}.listener" if placed is own else "arc.listeners"
+        containers = own.get("containers") or listener_defaults["containers"] or {}
+        return Listener(s["name"], arc.namespace, placed.get("node"), _placement(placed, nodes, source, where),
+                        _envelope(containers))
 
     scale_sets = []
     seen: set[tuple[str, str]] = set()
@@ -186,6 +232,7 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             devices=rc.devices if rc else frozenset(), image=images[rc.image] if rc else images.get("nix", ""),
             hints=dict(profiles[s["hints"]]) if s["hints"] else {},
             warm_pool=warm_pools[s["warm_pool"]] if s["warm_pool"] else None,
+            listener=listener_of(s, path), overflow=s["overflow"],
         ))
     gitlab = []
     gitlab_classes = [c.name for c in runner_classes if c.forge == "gitlab"]
@@ -226,5 +273,7 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
         runner_classes=tuple(runner_classes),
         scale_sets=tuple(scale_sets),
         gitlab_runners=tuple(gitlab),
+        arc=arc,
+        kubernetes_version=doc["kubernetes_version"],
         raw=raw if isinstance(raw, dict) else {},
     )

@@ -110,6 +110,15 @@ class Allocatable:
 
 
 @dataclass(frozen=True)
+class Scratch:
+    """A node whose fast disks are not its kubelet root filesystem: lanes there
+    reserve scratch through claims and keep root ephemeral-storage requests small."""
+
+    storage_class: str
+    root_request_max: int
+
+
+@dataclass(frozen=True)
 class Node:
     """A cluster node of the platform."""
 
@@ -121,6 +130,7 @@ class Node:
     schedulable: bool = True
     # False for bumble: never a default runner target even when uncordoned.
     runner_target: bool = True
+    scratch: Scratch | None = None
 
     @property
     def kvm(self) -> bool:
@@ -156,7 +166,9 @@ class NodeSelectorRequirement:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a lane's pods may land: selector, tolerations, required node affinity."""
+    """Where a lane's pods may land (the topology's intent): selector,
+    tolerations, required node affinity.  The scheduler's verdict on a live
+    pod is :class:`flywheel_runtime.harness.kube.PodVerdict`."""
 
     node: str | None
     node_selector: dict[str, str]
@@ -243,10 +255,58 @@ class RunnerClass:
     image: str
     devices: frozenset[str]
     tags: tuple[str, ...] = ()  # published after the class label by every scale set of the class
+    baseline_node: str | None = None  # baseline lanes stay here; only overflow scale sets leave
 
     @property
     def labels(self) -> tuple[str, ...]:
         return (self.name, *self.tags)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A scale set's AutoscalingListener pod, in the controller's namespace."""
+
+    scale_set: str
+    namespace: str
+    node: str | None
+    placement: Placement
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class Controller:
+    """The ARC controller Deployment (gha-runner-scale-set-controller chart)."""
+
+    name: str  # the chart's fullname: Deployment and service account
+    namespace: str
+    replicas: int
+    metrics_port: int
+    image: str
+    node: str | None
+    placement: Placement
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class DindLayout:
+    """The scale-set chart's dind layout for this cluster."""
+
+    image: str
+    docker_group_gid: int
+    wait_for_docker_s: int
+    startup_period_s: int
+    startup_failure_threshold: int
+    native_sidecar: bool  # Kubernetes >= 1.29: dind is an init container with restartPolicy Always
+
+
+@dataclass(frozen=True)
+class Arc:
+    """ARC's control plane: version, controller, dind layout."""
+
+    version: str
+    namespace: str
+    controller: Controller
+    dind: DindLayout
 
 
 @dataclass(frozen=True)
@@ -268,6 +328,8 @@ class ScaleSet:
     image: str
     hints: dict[str, str]
     warm_pool: WarmPool | None
+    listener: Listener | None = None
+    overflow: bool = False  # an overflow lane of a class with a baseline node
 
     @property
     def storage(self) -> tuple[Volume, ...]:
@@ -307,6 +369,7 @@ class Overlay:
     name: str
     github_config_url: str
     github_config_secret: str
+    listener_node: str | None = None  # the contract pins this overlay's listeners here
 
 
 @dataclass(frozen=True)
@@ -361,6 +424,8 @@ class Topology:
     runner_classes: tuple[RunnerClass, ...]
     scale_sets: tuple[ScaleSet, ...]
     gitlab_runners: tuple[GitLabRunner, ...]
+    arc: Arc | None = None
+    kubernetes_version: str = ""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def node(self, name: str) -> Node:
@@ -387,6 +452,10 @@ class Topology:
 
     def overlay(self, name: str) -> Overlay:
         return next(o for o in self.overlays if o.name == name)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return tuple(s.listener for s in self.scale_sets if s.listener is not None)
 
 
 def source_name(path: Path | str) -> str:

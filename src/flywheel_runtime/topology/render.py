@@ -24,6 +24,8 @@ ARC_SCALE_SET_LABEL = "actions.github.com/scale-set-name"
 SEED_MOUNT = "/seed/nix"
 WORK_DIR = "/home/runner/_work"
 DOCKER_SOCK_DIR = "/var/run"
+EXTERNALS_DIR = "/home/runner/externals"
+EXTERNALS_COPY = "/home/runner/tmpDir"
 DEFAULT_WORK_OWNER = "1001:1001"
 GITHUB_CONFIG_URL_PLACEHOLDER = "https://github.com/OWNER"
 
@@ -89,8 +91,11 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
     if rp.hook_job_completed:
         env.append({"name": "ACTIONS_RUNNER_HOOK_JOB_COMPLETED", "value": rp.hook_job_completed})
     env += [{"name": k, "value": v} for k, v in ss.hints.items()]
+    dind = topo.arc.dind if topo.arc else None
     if ss.has_dind:
         env.append({"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCK_DIR}/docker.sock"})
+        if dind is not None:
+            env.append({"name": "RUNNER_WAIT_FOR_DOCKER_IN_SECONDS", "value": str(dind.wait_for_docker_s)})
 
     runner_mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
@@ -105,20 +110,29 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
             }},
         })
         mount = {"name": v.name, "mountPath": v.mount_path}
-        (dind_mounts if v.container == "dind" else runner_mounts).append(mount)
+        if v.container == "dind":
+            dind_mounts.append(mount)
+        else:
+            runner_mounts.append(mount)
+            if ss.has_dind and v.mount_path == WORK_DIR:
+                # The chart's dind layout: the daemon sees the job's workspace at the same path.
+                dind_mounts.append(dict(mount))
     for dev, path, kind in (("kvm", "/dev/kvm", "CharDevice"), ("dri", "/dev/dri", "Directory")):
         if dev in ss.devices:
             # Host pass-through with root access, not a device plugin.
             volumes.append({"name": f"dev-{dev}", "hostPath": {"path": path, "type": kind}})
             runner_mounts.append({"name": f"dev-{dev}", "mountPath": path})
     if ss.has_dind:
-        volumes.append({"name": "dind-sock", "emptyDir": {}})
+        # The chart's dind volumes (work, dind-sock, dind-externals); work is
+        # an emptyDir unless the lane reserves it as a claim.
+        if not any(v.mount_path == WORK_DIR for v in ss.volumes):
+            volumes.append({"name": "work", "emptyDir": {}})
+            runner_mounts.insert(0, {"name": "work", "mountPath": WORK_DIR})
+            dind_mounts.insert(0, {"name": "work", "mountPath": WORK_DIR})
+        volumes += [{"name": "dind-sock", "emptyDir": {}}, {"name": "dind-externals", "emptyDir": {}}]
         runner_mounts.append({"name": "dind-sock", "mountPath": DOCKER_SOCK_DIR})
-        dind_mounts.append({"name": "dind-sock", "mountPath": DOCKER_SOCK_DIR})
-        if not any(v.container == "dind" for v in ss.volumes):
-            volumes.append({"name": "dind-work", "emptyDir": {}})
-            runner_mounts.append({"name": "dind-work", "mountPath": WORK_DIR})
-            dind_mounts.append({"name": "dind-work", "mountPath": WORK_DIR})
+        dind_mounts += [{"name": "dind-sock", "mountPath": DOCKER_SOCK_DIR},
+                        {"name": "dind-externals", "mountPath": EXTERNALS_DIR}]
 
     runner: dict[str, Any] = {
         "name": "runner",
@@ -131,22 +145,22 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
     if runner_mounts:
         runner["volumeMounts"] = runner_mounts
     containers = [runner]
-    if ss.has_dind:
-        containers.append({
-            "name": "dind",
-            "image": topo.images.get("dind-daemon", "docker:dind"),
-            "args": ["dockerd", f"--host=unix://{DOCKER_SOCK_DIR}/docker.sock", "--group=$(DOCKER_GROUP_GID)"],
-            "env": [{"name": "DOCKER_GROUP_GID", "value": topo.runner_pod.work_owner.split(":")[1]}],
-            "securityContext": {"privileged": True},
-            "resources": container_resources(ss.envelope, "dind"),
-            "volumeMounts": dind_mounts,
-        })
+    init_containers: list[dict[str, Any]] = []
+    if ss.has_dind and dind is not None:
+        init_containers, sidecar = _dind_layout(topo, ss, dind_mounts)
+        if dind.native_sidecar:
+            init_containers.append(sidecar)
+        else:  # before Kubernetes 1.29 the chart runs the daemon as a plain container
+            sidecar.pop("restartPolicy")
+            containers.append(sidecar)
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "priorityClassName": rp.priority_class,
         **_placement_spec(ss.placement),
         "containers": containers,
     }
+    if init_containers:
+        spec["initContainers"] = init_containers
     if ss.seeds_nix:
         nix = next(v for v in ss.volumes if v.seed_nix)
         seed_mounts = [{"name": nix.name, "mountPath": SEED_MOUNT}]
@@ -158,7 +172,7 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
                 # seed-nix already defaults to the runner's 1001:1001; say it only when it differs.
                 if rp.work_owner != DEFAULT_WORK_OWNER:
                     args += ["--work-owner", rp.work_owner]
-        spec["initContainers"] = [{
+        spec.setdefault("initContainers", []).insert(0, {
             "name": "seed-nix",
             "image": ss.image,
             # Runs as uid 0: it copies the image's baked /nix into the empty
@@ -168,10 +182,39 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
             "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False},
             "resources": container_resources(ss.envelope, "runner"),
             "volumeMounts": seed_mounts,
-        }]
+        })
     if volumes:
         spec["volumes"] = volumes
     return spec
+
+
+def _dind_layout(topo: Topology, ss: ScaleSet, dind_mounts: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The chart's dind mode (containerMode dind), with the topology's images
+    and the daemon's envelope: the externals copy and the daemon container."""
+    assert topo.arc is not None
+    d = topo.arc.dind
+    externals = {
+        "name": "init-dind-externals",
+        "image": ss.image,
+        "command": ["cp"],
+        "args": ["-r", f"{EXTERNALS_DIR}/.", f"{EXTERNALS_COPY}/"],
+        "volumeMounts": [{"name": "dind-externals", "mountPath": EXTERNALS_COPY}],
+    }
+    daemon: dict[str, Any] = {
+        "name": "dind",
+        "image": d.image,
+        "args": ["dockerd", f"--host=unix://{DOCKER_SOCK_DIR}/docker.sock", "--group=$(DOCKER_GROUP_GID)"],
+        "env": [{"name": "DOCKER_GROUP_GID", "value": str(d.docker_group_gid)}],
+        "securityContext": {"privileged": True},
+        "restartPolicy": "Always",
+        # The runner starts only once the daemon answers (native sidecar ordering).
+        "startupProbe": {"exec": {"command": ["docker", "info"]}, "initialDelaySeconds": 0,
+                         "failureThreshold": d.startup_failure_threshold, "periodSeconds": d.startup_period_s},
+        "resources": container_resources(ss.envelope, "dind"),
+        "volumeMounts": dind_mounts,
+    }
+    return [externals], daemon
 
 
 def pod(topo: Topology, name: str) -> dict[str, Any]:
@@ -185,14 +228,27 @@ def pod(topo: Topology, name: str) -> dict[str, Any]:
     }
 
 
+def listener_template(topo: Topology, name: str) -> dict[str, Any]:
+    """The scale set's ``listenerTemplate``: placement and the ``listener``
+    container's envelope (ARC merges a container named ``listener`` into its own)."""
+    lst = topo.scale_set(name).listener
+    if lst is None:
+        return {}
+    container: dict[str, Any] = {"name": "listener"}
+    if (res := container_resources(lst.envelope, "listener")):
+        container["resources"] = res
+    return {"spec": {**_placement_spec(lst.placement), "containers": [container]}}
+
+
 def helm_values(topo: Topology, name: str, github_config_url: str | None = None) -> dict[str, Any]:
-    """gha-runner-scale-set chart values for one scale set.
+    """gha-runner-scale-set chart values for one scale set, as the real chart
+    takes them (``helm template`` needs ``controllerServiceAccount`` offline).
 
     ``githubConfigUrl`` is the owner overlay's URL unless ``github_config_url``
     overrides it (e.g. a fork's org, or the harness's placeholder)."""
     ss = topo.scale_set(name)
     overlay = topo.overlay(ss.overlay)
-    return {
+    values: dict[str, Any] = {
         "githubConfigUrl": github_config_url or overlay.github_config_url,
         "githubConfigSecret": overlay.github_config_secret,
         "runnerScaleSetName": ss.name,
@@ -201,6 +257,62 @@ def helm_values(topo: Topology, name: str, github_config_url: str | None = None)
         "maxRunners": ss.max_runners,
         "template": {"metadata": {"labels": pod_labels(topo, ss)}, "spec": pod_spec(topo, name)},
     }
+    if topo.arc is not None:
+        ctl = topo.arc.controller
+        values["controllerServiceAccount"] = {"namespace": ctl.namespace, "name": ctl.name}
+        if (lt := listener_template(topo, name)):
+            values["listenerTemplate"] = lt
+    return values
+
+
+def controller_values(topo: Topology) -> dict[str, Any]:
+    """gha-runner-scale-set-controller chart values: the controller on its
+    node, metrics on the topology's port (controller and listeners)."""
+    assert topo.arc is not None
+    ctl = topo.arc.controller
+    repo, _, tag = ctl.image.rpartition(":")
+    values: dict[str, Any] = {
+        "replicaCount": ctl.replicas,
+        "fullnameOverride": ctl.name,
+        "image": {"repository": repo, "tag": tag},
+        "serviceAccount": {"create": True, "name": ctl.name},
+        "metrics": {"controllerManagerAddr": f":{ctl.metrics_port}", "listenerAddr": f":{ctl.metrics_port}",
+                    "listenerEndpoint": "/metrics"},
+        "resources": container_resources(ctl.envelope, "manager"),
+    }
+    spec = _placement_spec(ctl.placement)
+    values["nodeSelector"] = spec.get("nodeSelector", {})
+    values["tolerations"] = spec.get("tolerations", [])
+    if "affinity" in spec:
+        values["affinity"] = spec["affinity"]
+    return values
+
+
+def listener_pod(topo: Topology, name: str) -> dict[str, Any]:
+    """The listener pod ARC creates for scale set ``name`` (placement and
+    envelope from the topology; ARC adds image, args and config secret)."""
+    ss = topo.scale_set(name)
+    assert ss.listener is not None
+    spec = listener_template(topo, name)["spec"]
+    spec["containers"][0]["image"] = topo.arc.controller.image if topo.arc else ""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": f"{ss.name}-listener-", "namespace": ss.listener.namespace,
+                         "labels": {LABEL_SCALE_SET: ss.name, "app.kubernetes.io/component": "runner-scale-set-listener"}},
+            "spec": {"serviceAccountName": f"{ss.name}-listener", **spec}}
+
+
+def controller_pod(topo: Topology) -> dict[str, Any]:
+    """One ARC controller pod as its Deployment makes it (for placement)."""
+    assert topo.arc is not None
+    ctl = topo.arc.controller
+    container = {"name": "manager", "image": ctl.image,
+                 "ports": [{"containerPort": ctl.metrics_port, "name": "metrics"}],
+                 "resources": container_resources(ctl.envelope, "manager")}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": f"{ctl.name}-", "namespace": ctl.namespace,
+                         "labels": {"app.kubernetes.io/name": "gha-rs-controller",
+                                    "app.kubernetes.io/instance": ctl.name}},
+            "spec": {**_placement_spec(ctl.placement), "containers": [container]}}
 
 
 def node_objects(topo: Topology) -> list[dict[str, Any]]:
@@ -419,22 +531,116 @@ def cluster_objects(topo: Topology) -> list[dict[str, Any]]:
             *gitlab_deployments(topo), *warm_pool_cronjobs(topo), cleanup_cronjob(topo)]
 
 
+def chart_labels(topo: Topology, ss: ScaleSet) -> dict[str, str]:
+    """The labels the gha-runner-scale-set chart puts on what it renders."""
+    version = topo.arc.version if topo.arc else ""
+    return {
+        "app.kubernetes.io/component": "autoscaling-runner-set",
+        "helm.sh/chart": f"gha-rs-{version}",
+        "app.kubernetes.io/name": ss.name,
+        "app.kubernetes.io/instance": ss.name,
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/managed-by": "Helm",
+        "app.kubernetes.io/part-of": "gha-rs",
+        ARC_SCALE_SET_LABEL: ss.name,
+        "actions.github.com/scale-set-namespace": ss.namespace,
+    }
+
+
+def no_permission_service_account(ss: ScaleSet) -> str:
+    """The chart's runner service account (no RBAC), named after the scale set."""
+    return f"{ss.name}-gha-rs-no-permission"
+
+
 def autoscaling_runner_set(topo: Topology, name: str) -> dict[str, Any]:
-    """The AutoscalingRunnerSet the gha-runner-scale-set chart creates from :func:`helm_values`."""
+    """The AutoscalingRunnerSet the gha-runner-scale-set chart creates from
+    :func:`helm_values` (a pre-defined githubConfigSecret is used as named; the
+    chart's values-hash and cleanup annotations are left to the chart)."""
     ss = topo.scale_set(name)
     values = helm_values(topo, name)
+    template = {"metadata": values["template"]["metadata"],
+                "spec": {**values["template"]["spec"], "serviceAccountName": no_permission_service_account(ss)}}
+    spec: dict[str, Any] = {
+        "githubConfigUrl": values["githubConfigUrl"],
+        "githubConfigSecret": values["githubConfigSecret"],
+        "runnerScaleSetName": ss.name,
+        "runnerScaleSetLabels": list(ss.labels),
+        "maxRunners": ss.max_runners,
+        "minRunners": ss.min_runners,
+        "template": template,
+    }
+    if "listenerTemplate" in values:
+        spec["listenerTemplate"] = values["listenerTemplate"]
     return {
         "apiVersion": "actions.github.com/v1alpha1",
         "kind": "AutoscalingRunnerSet",
         "metadata": {"name": ss.name, "namespace": ss.namespace,
-                     "labels": {LABEL_SCALE_SET: ss.name, LABEL_RUNNER_CLASS: ss.label, LABEL_OVERLAY: ss.overlay}},
-        "spec": {
-            "githubConfigUrl": values["githubConfigUrl"],
-            "githubConfigSecret": values["githubConfigSecret"],
-            "runnerScaleSetName": ss.name,
-            "runnerScaleSetLabels": list(ss.labels),
-            "minRunners": ss.min_runners,
-            "maxRunners": ss.max_runners,
-            "template": values["template"],
-        },
+                     "labels": {**chart_labels(topo, ss),
+                                LABEL_SCALE_SET: ss.name, LABEL_RUNNER_CLASS: ss.label, LABEL_OVERLAY: ss.overlay}},
+        "spec": spec,
     }
+
+
+def autoscaling_runner_sets(topo: Topology) -> list[dict[str, Any]]:
+    return [autoscaling_runner_set(topo, s.name) for s in topo.scale_sets]
+
+
+# What ARC itself adds when its controller turns the template into a runner
+# pod (learned from pods the real 0.14.0 controller created; see ../shared/arc).
+ARC_RUNNER_ENV = ("ACTIONS_RUNNER_INPUT_JITCONFIG", "GITHUB_ACTIONS_RUNNER_EXTRA_USER_AGENT",
+                  "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE")
+
+
+def arc_additions(topo: Topology, name: str, runner: str = "<runner>") -> dict[str, Any]:
+    """What ARC adds to :func:`pod` for a runner named ``runner`` (its EphemeralRunner)."""
+    ss = topo.scale_set(name)
+    version = topo.arc.version if topo.arc else ""
+    org = topo.overlay(ss.overlay).github_config_url.rstrip("/").rsplit("/", 1)[-1]
+    return {
+        "env": [
+            {"name": "ACTIONS_RUNNER_INPUT_JITCONFIG", "valueFrom": {"secretKeyRef": {"key": "jitToken",
+                                                                                      "name": runner}}},
+            {"name": "GITHUB_ACTIONS_RUNNER_EXTRA_USER_AGENT", "value": f"actions-runner-controller/{version}"},
+            {"name": "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE", "value": "1"},
+        ],
+        "serviceAccountName": no_permission_service_account(ss),
+        "ownerReference": {"apiVersion": "actions.github.com/v1alpha1", "kind": "EphemeralRunner", "name": runner,
+                           "controller": True, "blockOwnerDeletion": True},
+        "labels": {
+            "actions-ephemeral-runner": "True",
+            "actions.github.com/organization": org,
+            **{k: v for k, v in chart_labels(topo, ss).items() if k not in ("app.kubernetes.io/component",
+                                                                            "app.kubernetes.io/part-of")},
+        },
+        "annotations": {"actions.github.com/runner-group-name": "Default",
+                        "actions.github.com/runner-scale-set-name": ss.name},
+    }
+
+
+def arc_created_pod(topo: Topology, name: str, runner: str) -> dict[str, Any]:
+    """:func:`pod` with :func:`arc_additions` applied: the pod the controller creates
+    (before the API server's defaults and the scheduler's binding)."""
+    import copy
+
+    obj = copy.deepcopy(pod(topo, name))
+    add = arc_additions(topo, name, runner)
+    meta = obj["metadata"]
+    meta.pop("generateName")
+    meta["name"] = runner
+    meta["labels"] = {**meta["labels"], **add["labels"]}
+    meta["annotations"] = dict(add["annotations"])
+    meta["ownerReferences"] = [add["ownerReference"]]
+    obj["spec"]["serviceAccountName"] = add["serviceAccountName"]
+    runner_c = next(c for c in obj["spec"]["containers"] if c["name"] == "runner")
+    runner_c["env"] = [*runner_c["env"], *add["env"]]
+    return obj
+
+
+def arc_additions_comment(topo: Topology, name: str) -> str:
+    """A YAML comment block saying plainly what ARC adds to the rendered pod."""
+    add = arc_additions(topo, name)
+    env = ", ".join(e["name"] for e in add["env"])
+    return ("# ARC adds at creation (not rendered here):\n"
+            f"#   runner env {env} (the JIT config from the EphemeralRunner's secret)\n"
+            f"#   serviceAccountName {add['serviceAccountName']} (the chart's no-permission account)\n"
+            "#   an ownerReference to its EphemeralRunner, the runner's name, ARC's labels and annotations\n")

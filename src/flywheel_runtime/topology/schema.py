@@ -161,6 +161,16 @@ class VolumeDoc:
 
 
 @_doc
+class ScratchDoc:
+    """A node whose fast disks are not its kubelet root filesystem (sting):
+    lanes reserve scratch through claims of ``storage_class`` and keep each
+    container's root ephemeral-storage request at most ``root_request_max``."""
+
+    storage_class: Name
+    root_request_max: Bytes
+
+
+@_doc
 class AllocatableDoc:
     cpu: Cpu
     memory: Bytes
@@ -176,6 +186,7 @@ class NodeDoc:
     allocatable: AllocatableDoc
     schedulable: bool = True
     runner_target: bool = True
+    scratch: ScratchDoc | None = None
 
 
 @_doc
@@ -197,6 +208,8 @@ class StorageClassDoc:
 class OverlayDoc:
     github_config_url: HttpsUrl
     github_config_secret: Name
+    # The contract pins this overlay's listeners to one node (Jess's: honey).
+    listener_node: Name | None = None
 
 
 @_doc
@@ -256,6 +269,54 @@ class RunnerClassDoc:
     image: Name
     devices: list[Literal["kvm", "dri"]] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    # Baseline lanes of this class stay on this node; only `overflow` scale sets leave it.
+    baseline_node: Name | None = None
+
+
+@_doc
+class ListenerDoc:
+    """An AutoscalingListener pod's placement and envelope (ARC's listenerTemplate)."""
+
+    node: Name | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[TolerationDoc] | None = None
+    affinity: list[AffinityTermDoc] | None = None
+    containers: dict[Name, ContainerDoc] | None = None
+
+
+@_doc
+class ControllerDoc:
+    """The ARC controller (gha-runner-scale-set-controller chart)."""
+
+    name: Name  # the chart's fullname: its Deployment and service account
+    replicas: Positive = 1
+    metrics_port: Positive = 8080
+    image: Name
+    containers: dict[Name, ContainerDoc]
+    node: Name | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[TolerationDoc] | None = None
+    affinity: list[AffinityTermDoc] | None = None
+
+
+@_doc
+class DindDoc:
+    """The scale-set chart's dind layout: daemon image and its knobs."""
+
+    image: Name
+    docker_group_gid: NonNegative = 123
+    wait_for_docker_s: NonNegative = 120
+    startup_period_s: Positive = 5
+    startup_failure_threshold: Positive = 24
+
+
+@_doc
+class ArcDoc:
+    version: Annotated[str, Pattern(r"^[0-9]+\.[0-9]+\.[0-9]+$", 'a version like "0.14.0"')]
+    namespace: Name = "arc-systems"
+    controller: ControllerDoc
+    listeners: ListenerDoc
+    dind: DindDoc
 
 
 @_doc
@@ -277,6 +338,10 @@ class ScaleSetDoc:
     node_selector: dict[str, str] | None = None
     tolerations: list[TolerationDoc] | None = None
     affinity: list[AffinityTermDoc] | None = None
+    # An overflow lane of a class with a baseline node (the compute-expansion sets).
+    overflow: bool = False
+    # This set's listener, where it differs from arc.listeners.
+    listener: ListenerDoc | None = None
 
 
 @_doc
@@ -298,6 +363,8 @@ class GitLabRunnerDoc:
 @_doc
 class TopologyDoc:
     schema: Literal["flywheel.tinyland.dev/topology/v1"]
+    # The cluster's Kubernetes version: picks the chart's dind layout (native sidecar from 1.29).
+    kubernetes_version: Annotated[str, Pattern(r"^[0-9]+\.[0-9]+\.[0-9]+$", 'a version like "1.36.3"')]
     namespaces: dict[Name, str]
     services: dict[str, ServiceDoc] | None = None
     nodes: dict[Name, NodeDoc]
@@ -305,6 +372,7 @@ class TopologyDoc:
     overlays: dict[Name, OverlayDoc]
     label_taxonomy: LabelTaxonomyDoc
     runner_pod: RunnerPodDoc
+    arc: ArcDoc
     images: dict[Name, str]
     hint_profiles: dict[Name, dict[str, str]] = field(default_factory=dict)
     warm_pools: dict[Name, WarmPoolDoc] = field(default_factory=dict)

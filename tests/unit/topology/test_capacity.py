@@ -11,37 +11,64 @@ from flywheel_runtime.topology import capacity
 from .conftest import scale_set
 
 GiB = 2**30
+MiB = 2**20
+# Standing pods (always there, beside any runner): on honey the ARC controller
+# (100m, 128Mi), nine listeners (50m, 64Mi each) and three GitLab runners at
+# min 1 (500m, 1Gi, 1Gi eph each) = 2050m, 3Gi + 704Mi, 3Gi eph, 13 pod slots;
+# on sting the Docker lane's listener (50m, 64Mi, 1 slot).
+HONEY_STANDING = {"cpu": 2050, "memory": 3 * GiB + 704 * MiB, "ephemeral-storage": 3 * GiB, "pods": 13}
 
 
 def test_heavy_binds_on_memory_on_honey(topo) -> None:
     f = capacity.fit(topo, topo.scale_set("tinyland-nix-heavy"))
-    # 32 cpu // 4 = 8 ; 219.81Gi // 64Gi = 3 ; 1384.60Gi // 192Gi = 7 ; 110 pods
-    assert f.fits == {"cpu": 8, "memory": 3, "ephemeral-storage": 7, "pods": 110}
+    # (32000 - 2050)m // 4000m = 7 ; (219.81Gi - 3.69Gi) // 64Gi = 3 ; 1381.60Gi // 192Gi = 7 ; 110 - 13 pods
+    assert f.fits == {"cpu": 7, "memory": 3, "ephemeral-storage": 7, "pods": 97}
     assert (f.admits, f.binding, f.node, f.node_schedulable) == (3, "memory", "honey", True)
 
 
 def test_compute_expansion_nix_binds_on_memory_on_sting(topo) -> None:
     f = capacity.fit(topo, topo.scale_set("tinyland-nix-compute-expansion"))
-    # 32000m // 500m = 64 ; 54.68Gi // 4Gi = 13 ; 66.32Gi // 1Gi = 66 (the /nix, work and
-    # cache claims are PVCs, not root ephemeral-storage)
-    assert f.fits == {"cpu": 64, "memory": 13, "ephemeral-storage": 66, "pods": 110}
+    # (32000 - 50)m // 500m = 63 ; (54.68Gi - 64Mi) // 4Gi = 13 ; 66.32Gi // 1Gi = 66 (the /nix, work
+    # and cache claims are PVCs, not root ephemeral-storage) ; 110 - 1 (Docker's listener) pods
+    assert f.fits == {"cpu": 63, "memory": 13, "ephemeral-storage": 66, "pods": 109}
     assert (f.admits, f.binding) == (13, "memory")
 
 
 def test_docker_on_sting_binds_on_ephemeral_storage(topo) -> None:
     f = capacity.fit(topo, topo.scale_set("tinyland-docker"))
-    # 32000m // 100m = 320 ; 54.68Gi // 256Mi = 218 ; 66.32Gi // 1Gi = 66
-    assert f.fits == {"cpu": 320, "memory": 218, "ephemeral-storage": 66, "pods": 110}
+    # 31950m // 100m = 319 ; (54.68Gi - 64Mi) // 256Mi = 218 ; 66.32Gi // 1Gi = 66
+    assert f.fits == {"cpu": 319, "memory": 218, "ephemeral-storage": 66, "pods": 109}
     assert (f.admits, f.binding) == (66, "ephemeral-storage")
 
 
-def test_dind_counts_sidecar_ephemeral_storage(topo) -> None:
+def test_dind_counts_the_daemon_envelope(topo) -> None:
     f = capacity.fit(topo, topo.scale_set("tinyland-dind"))
-    # runner 4Gi + daemon 24Gi = 28Gi ; 1384.60Gi // 28Gi = 49
-    assert f.fits["ephemeral-storage"] == 49 and f.binding == "ephemeral-storage"
+    # ephemeral: runner 4Gi + daemon 24Gi = 28Gi ; 1381.60Gi // 28Gi = 49
+    # cpu: runner 500m + daemon 500m = 1000m ; 29950m // 1000m = 29 (the daemon's envelope binds)
+    assert (f.fits["ephemeral-storage"], f.fits["cpu"], f.binding) == (49, 29, "cpu")
     ce = capacity.fit(topo, topo.scale_set("tinyland-dind-compute-expansion"))
-    # runner 512Mi + daemon 1Gi = 1.5Gi ; 66.32Gi // 1.5Gi = 44
-    assert ce.fits["ephemeral-storage"] == 44 and ce.admits == 44
+    # ephemeral: runner 512Mi + daemon 1Gi = 1.5Gi ; 66.32Gi // 1.5Gi = 44
+    # memory: runner 1Gi + daemon 1Gi = 2Gi ; (54.68Gi - 64Mi) // 2Gi = 27
+    assert (ce.fits["ephemeral-storage"], ce.fits["memory"], ce.admits, ce.binding) == (44, 27, 27, "memory")
+
+
+def test_standing_pods_take_honey_slots(topo) -> None:
+    honey = capacity.node_demand(topo, "honey")
+    listeners = {k for k in honey.standing if k.startswith("listener ")}
+    assert len(listeners) == 9 and "listener tinyland-docker" not in listeners
+    assert honey.standing["arc controller"] == 1
+    assert {k: v for k, v in honey.standing.items() if k.startswith("gitlab")} == {
+        "gitlab runner docker": 1, "gitlab runner dind": 1, "gitlab runner nix": 1}
+    free = capacity._free(topo, "honey", capacity.standing(topo, "honey"))
+    assert {r: topo.node("honey").allocatable.get(r) - v for r, v in free.items()} == HONEY_STANDING
+    assert capacity.node_demand(topo, "sting").standing == {"listener tinyland-docker": 1}
+
+
+def test_unplaced_listeners_fall_out_of_the_count(variant) -> None:
+    # Without listener placement (no listenerTemplate) the model cannot say where
+    # they go: they count nowhere, and the contract check fails (listener-placement).
+    topo = variant(lambda d: d["arc"]["listeners"].pop("node"))
+    assert "listener tinyland-nix" not in capacity.node_demand(topo, "honey").standing
 
 
 def test_pod_slots_bind_when_requests_are_tiny(variant) -> None:
@@ -49,7 +76,8 @@ def test_pod_slots_bind_when_requests_are_tiny(variant) -> None:
         d["nodes"]["sting"]["allocatable"]["pods"] = 30
 
     f = capacity.fit(variant(tiny), variant(tiny).scale_set("tinyland-docker"))
-    assert (f.fits["pods"], f.admits, f.binding) == (30, 30, "pods")
+    # 30 slots less the Docker lane's own listener
+    assert (f.fits["pods"], f.admits, f.binding) == (29, 29, "pods")
 
 
 def test_label_sums_caps_across_overlays(topo) -> None:
@@ -57,12 +85,11 @@ def test_label_sums_caps_across_overlays(topo) -> None:
     assert heavy.scale_sets == ["tinyland-nix-heavy", "jess-nix-heavy"]
     assert heavy.overlays == ["jess", "tinyland"]
     assert (heavy.summed_caps, heavy.admits, heavy.debt) == (3, 3, 0)
-    # With every other honey lane at its cap (nix 16, dind 20, operator, kvm, gpu, 3 GitLab x 4):
-    #   cpu  32000 - (16*500 + 20*500 + 1000 + 2000 + 1000 + 12*500) = 4000m  -> 1 heavy (4000m)
-    #   eph  1384.60Gi - (16*24 + 20*28 + 8 + 64 + 12 + 12*1)Gi = 344.60Gi -> 1 heavy (192Gi)
-    #   mem  219.81Gi - (16 + 20 + 4 + 8 + 4 + 12)Gi = 155.81Gi            -> 2 heavy (64Gi)
-    # so one heavy runner is admitted and two of the three overlay slots queue.
-    assert (heavy.admits_at_peak, heavy.debt_at_peak) == (1, 2)
+    # With every other honey pod at its cap (nix 16, dind 20 with the daemon's 500m, operator,
+    # kvm, gpu, 3 GitLab x 4, the controller and nine listeners):
+    #   cpu  32000 - (16*500 + 20*1000 + 1000 + 2000 + 1000 + 12*500 + 100 + 9*50) = -6550m -> 0 heavy
+    # so no heavy runner is admitted at peak: all three overlay slots queue.
+    assert (heavy.admits_at_peak, heavy.debt_at_peak) == (0, 3)
 
 
 def test_shared_label_across_nodes(topo) -> None:
@@ -83,13 +110,18 @@ def test_global_capacity_debt_when_overlay_caps_exceed_the_node(variant) -> None
 
 def test_node_demand_at_caps(topo) -> None:
     honey = capacity.node_demand(topo, "honey")
-    # the peak figures above plus the three heavy slots (3 x 4 cpu / 64Gi / 192Gi)
-    assert honey.at_caps == {"cpu": 40_000, "memory": 256 * GiB, "ephemeral-storage": 1616 * GiB, "pods": 54}
+    # the peak figures above plus the three heavy slots (3 x 4 cpu / 64Gi / 192Gi):
+    #   memory 16*1 + 20*2 + 4 + 3*64 + 8 + 4 + 12*1 = 276Gi, + 128Mi + 9*64Mi
+    #   pods   16 + 20 + 1 + 3 + 1 + 1 + 12 GitLab + 1 controller + 9 listeners = 64
+    assert honey.at_caps == {"cpu": 50_550, "memory": 276 * GiB + 704 * MiB, "ephemeral-storage": 1616 * GiB,
+                             "pods": 64}
     assert honey.overcommitted == ["cpu", "memory", "ephemeral-storage"]
     sting = capacity.node_demand(topo, "sting")
-    # docker 20 x (100m, 256Mi, 1Gi) + nix-ce 8 x (500m, 4Gi, 1Gi) + dind-ce 16 x (500m, 1Gi, 1.5Gi)
-    assert sting.at_caps == {"cpu": 14_000, "memory": 53 * GiB, "ephemeral-storage": 52 * GiB, "pods": 44}
-    assert sting.overcommitted == []
+    # docker 20 x (100m, 256Mi, 1Gi) + nix-ce 8 x (500m, 4Gi, 1Gi) + dind-ce 16 x (1000m, 2Gi, 1.5Gi)
+    # + Docker's listener (50m, 64Mi): the daemons' memory overcommits sting at caps.
+    assert sting.at_caps == {"cpu": 22_050, "memory": 69 * GiB + 64 * MiB, "ephemeral-storage": 52 * GiB,
+                             "pods": 45}
+    assert sting.overcommitted == ["memory"]
     assert capacity.node_demand(topo, "bumble").lanes == []
 
 
@@ -103,11 +135,33 @@ def test_capacity_cli_json_and_table() -> None:
     heavy = next(s for s in nodes["honey"]["scale_sets"] if s["scale_set"] == "tinyland-nix-heavy")
     assert (heavy["admits"], heavy["binding"], heavy["fits"]["memory"]) == (3, "memory", 3)
     label = next(lc for lc in doc["labels"] if lc["label"] == "tinyland-nix-heavy")
-    assert (label["summed_caps"], label["admits"], label["admits_at_peak"]) == (3, 3, 1)
+    assert (label["summed_caps"], label["admits"], label["admits_at_peak"]) == (3, 3, 0)
     table = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "capacity"],
                            capture_output=True, text=True, check=True).stdout
     row = next(line for line in table.splitlines() if line.strip().startswith("jess-nix-heavy"))
-    assert row.split() == ["jess-nix-heavy", "1", "8", "3", "7", "110", "3", "memory"]
+    assert row.split() == ["jess-nix-heavy", "1", "7", "3", "7", "97", "3", "memory"]
+    standing = next(line for line in table.splitlines() if "standing pods (13 of 110 slots)" in line)
+    assert standing.strip() == ("standing pods (13 of 110 slots): 1 arc controller, 9 listener(s), "
+                                "1 gitlab runner docker, 1 gitlab runner dind, 1 gitlab runner nix")
     label_row = next(line for line in table.splitlines() if line.startswith("tinyland-nix-heavy "))
-    assert label_row.split()[:6] == ["tinyland-nix-heavy", "3", "3", "0", "1", "2"]
+    assert label_row.split()[:6] == ["tinyland-nix-heavy", "3", "3", "0", "0", "3"]
     assert label_row.endswith("<- queues at peak")
+
+
+def test_burst_scenario_is_admitted_by_requests(topo) -> None:
+    # runner-topology.txt: "Burst (multiple PRs) | 3 GitLab + 4-6 ARC | Exceeds cluster, queue builds".
+    # Its figures are limits (quiet: 3 GitLab x 1 vCPU / 2Gi = "~3 vCPU / 6Gi"; normal: + 2 warm Nix
+    # x 4 / 8Gi = "~11 vCPU / 22Gi").  The scheduler admits by requests: six Nix runners beside the
+    # standing pods ask 3000m / 6Gi of honey's 29950m / 216Gi free, so none queues; the limits
+    # (27 vCPU / 54Gi with GitLab) stay within honey too.  Burst means contention, not a queue.
+    burst = capacity.scenario(topo, {"tinyland-nix": 6})
+    assert (burst.admitted, burst.queued) == ({"tinyland-nix": 6}, {"tinyland-nix": 0})
+    assert burst.limits["honey"] == {"cpu": 6 * 4000 + 3 * 1000, "memory": 6 * 8 * GiB + 3 * 2 * GiB}
+    # Every heavy slot of both overlays beside that burst still fits by requests
+    # (3 x 64Gi + 6Gi of ~216Gi free memory; 12 + 3 of ~30 free CPUs).
+    heavy = capacity.scenario(topo, {"tinyland-nix-heavy": 2, "jess-nix-heavy": 1, "tinyland-nix": 6})
+    assert heavy.admitted == {"tinyland-nix-heavy": 2, "jess-nix-heavy": 1, "tinyland-nix": 6}
+    over = capacity.scenario(topo, {"tinyland-docker": 20, "tinyland-nix-compute-expansion": 8,
+                                    "tinyland-dind-compute-expansion": 16})
+    # sting at every overflow cap: the daemons' memory (16 x 2Gi) runs out after docker and nix-ce.
+    assert over.admitted["tinyland-dind-compute-expansion"] < 16 and over.queued["tinyland-dind-compute-expansion"] > 0

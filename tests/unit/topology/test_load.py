@@ -98,9 +98,10 @@ def test_envelopes_follow_the_platform_facts_table(topo) -> None:
     assert env("tinyland-nix") == (500, 4000, 1 * GiB, 8 * GiB, 24 * GiB, 40 * GiB)
     assert env("tinyland-nix-compute-expansion") == (500, 4000, 4 * GiB, 16 * GiB, 1 * GiB, 16 * GiB)
     assert env("tinyland-dind") == (500, 4000, 1 * GiB, 8 * GiB, 4 * GiB, 8 * GiB)
-    assert env("tinyland-dind", "dind") == (None, None, None, None, 24 * GiB, 40 * GiB)
+    # The daemon runs the builds: it carries the lane's CPU and memory budget too (issue 12).
+    assert env("tinyland-dind", "dind") == (500, 4000, 1 * GiB, 8 * GiB, 24 * GiB, 40 * GiB)
     assert env("tinyland-dind-compute-expansion") == (500, 4000, 1 * GiB, 8 * GiB, 512 * Mi, 2 * GiB)
-    assert env("tinyland-dind-compute-expansion", "dind") == (None, None, None, None, 1 * GiB, 4 * GiB)
+    assert env("tinyland-dind-compute-expansion", "dind") == (500, 4000, 1 * GiB, 8 * GiB, 1 * GiB, 4 * GiB)
     assert env("tinyland-nix-operator") == (1000, 4000, 4 * GiB, 8 * GiB, 8 * GiB, 16 * GiB)
     assert env("tinyland-nix-heavy") == env("jess-nix-heavy") == (
         4000, 8000, 64 * GiB, 160 * GiB, 192 * GiB, 256 * GiB)
@@ -206,11 +207,11 @@ def test_decimal_gi_is_exact(whole: int, hundredths: int) -> None:
 @pytest.mark.parametrize("mutate,line", [
     (lambda d: d["nodes"]["honey"].update(colour="gold"),
      "variant.yaml: nodes.honey.colour: expected no such key (known: role, labels, taints, allocatable, schedulable, "
-     "runner_target), got 'gold'"),
+     "runner_target, scratch), got 'gold'"),
     (lambda d: d.update(clusters=[]),
-     "variant.yaml: clusters: expected no such key (known: schema, namespaces, services, nodes, storage_classes, "
-     "overlays, label_taxonomy, runner_pod, images, hint_profiles, warm_pools, cleanup, runner_classes, scale_sets, "
-     "gitlab_runners), got a list"),
+     "variant.yaml: clusters: expected no such key (known: schema, kubernetes_version, namespaces, services, nodes, "
+     "storage_classes, overlays, label_taxonomy, runner_pod, arc, images, hint_profiles, warm_pools, cleanup, "
+     "runner_classes, scale_sets, gitlab_runners), got a list"),
     (lambda d: scale_set(d, "tinyland-nix")["containers"]["runner"]["limits"].update(cpu="four"),
      "variant.yaml: scale_sets[0].containers.runner.limits.cpu: expected a Kubernetes CPU quantity like \"500m\" "
      "or 4, got 'four'"),
@@ -305,7 +306,7 @@ def test_cli_bad_file_is_exit_3_one_line(write_variant) -> None:
         out = _cli(*args)
         assert out.returncode == 3, args
         assert out.stderr == (f"flywheel-runtime: {path}: nodes.honey.colour: expected no such key (known: role, "
-                              "labels, taints, allocatable, schedulable, runner_target), got 'gold'\n")
+                              "labels, taints, allocatable, schedulable, runner_target, scratch), got 'gold'\n")
         assert out.stdout == ""
 
 

@@ -59,15 +59,30 @@ def test_compute_expansion_nix_seeds_into_generic_ephemeral_claims(topo) -> None
     assert mounts == {"/nix", "/home/runner/_work", "/home/runner/.cache"}
 
 
-def test_dind_lanes_carry_the_daemon_sidecar(topo) -> None:
+def test_dind_lanes_carry_the_daemon_with_its_envelope(topo) -> None:
     spec = render.pod(topo, "tinyland-dind")["spec"]
-    runner, dind = spec["containers"]
-    assert dind["name"] == "dind"
+    (runner,) = spec["containers"]
+    externals, dind = spec["initContainers"]
+    assert (externals["name"], dind["name"], dind["restartPolicy"]) == ("init-dind-externals", "dind", "Always")
     assert runner["resources"]["requests"]["ephemeral-storage"] == "4Gi"
-    assert dind["resources"] == {"requests": {"ephemeral-storage": "24Gi"}, "limits": {"ephemeral-storage": "40Gi"}}
+    assert dind["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "24Gi"},
+                                 "limits": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "40Gi"}}
     ce = render.pod(topo, "tinyland-dind-compute-expansion")["spec"]
-    dind_mounts = {m["mountPath"] for m in ce["containers"][1]["volumeMounts"]}
-    assert "/var/lib/docker" in dind_mounts
+    ce_dind = ce["initContainers"][1]
+    assert {m["mountPath"]: m["name"] for m in ce_dind["volumeMounts"]} == {
+        "/home/runner/_work": "work", "/var/lib/docker": "docker", "/var/run": "dind-sock",
+        "/home/runner/externals": "dind-externals"}
+    # The work claim is shared by runner and daemon on the overflow lane.
+    assert {"name": "work", "mountPath": "/home/runner/_work"} in ce["containers"][0]["volumeMounts"]
+    work = next(v for v in ce["volumes"] if v["name"] == "work")
+    assert work["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "local-path-sting-fast-ephemeral"
+
+
+def test_dind_before_native_sidecars_is_a_plain_container(variant) -> None:
+    spec = render.pod(variant(lambda d: d.update(kubernetes_version="1.28.9")), "tinyland-dind")["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["runner", "dind"]
+    assert [c["name"] for c in spec["initContainers"]] == ["init-dind-externals"]
+    assert "restartPolicy" not in spec["containers"][1]
 
 
 def test_seed_nix_passes_a_non_default_work_owner(variant) -> None:
@@ -77,11 +92,13 @@ def test_seed_nix_passes_a_non_default_work_owner(variant) -> None:
 
 
 def test_only_seeding_lanes_have_the_init_container(topo) -> None:
-    with_init = {s.name for s in topo.scale_sets if "initContainers" in render.pod(topo, s.name)["spec"]}
-    assert with_init == {"tinyland-nix-compute-expansion"}
-    with_dind = {s.name for s in topo.scale_sets
-                 if any(c["name"] == "dind" for c in render.pod(topo, s.name)["spec"]["containers"])}
-    assert with_dind == {"tinyland-dind", "tinyland-dind-compute-expansion"}
+    def init(name: str) -> list[str]:
+        return [c["name"] for c in render.pod(topo, name)["spec"].get("initContainers", [])]
+
+    with_init = {s.name: init(s.name) for s in topo.scale_sets if init(s.name)}
+    assert with_init == {"tinyland-nix-compute-expansion": ["seed-nix"],
+                         "tinyland-dind": ["init-dind-externals", "dind"],
+                         "tinyland-dind-compute-expansion": ["init-dind-externals", "dind"]}
 
 
 def test_pod_env_carries_identity_and_nix_hints(topo) -> None:
@@ -129,6 +146,10 @@ def test_helm_values(topo, name) -> None:
     assert values["githubConfigSecret"] == f"arc-github-app-{ss.overlay}"
     assert values["scaleSetLabels"] == list(ss.labels)
     assert values["template"]["spec"] == render.pod(topo, name)["spec"]
+    assert values["controllerServiceAccount"] == {"namespace": "arc-systems", "name": "arc-gha-rs-controller"}
+    lt = values["listenerTemplate"]["spec"]
+    assert lt["containers"][0]["name"] == "listener"  # ARC merges only a container of that name
+    assert lt["nodeSelector"] == {"kubernetes.io/hostname": "sting" if name == "tinyland-docker" else "honey"}
     validate({"apiVersion": "v1", "kind": "Pod", "metadata": values["template"]["metadata"],
               "spec": values["template"]["spec"]})
 
@@ -232,6 +253,11 @@ def test_render_cli_pod_yaml_round_trips(topo) -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "pod", "tinyland-docker"],
                          capture_output=True, text=True, check=True)
     assert yaml.safe_load(out.stdout) == render.pod(topo, "tinyland-docker")
+    # It says plainly what ARC adds.
+    head = [line for line in out.stdout.splitlines() if line.startswith("#")]
+    assert head[0] == "# ARC adds at creation (not rendered here):"
+    assert "ACTIONS_RUNNER_INPUT_JITCONFIG" in head[1] and "tinyland-docker-gha-rs-no-permission" in head[2]
+    assert "ownerReference to its EphemeralRunner" in head[3]
 
 
 @pytest.mark.parametrize("target,count", [
@@ -250,7 +276,9 @@ def test_render_cli_all_is_every_manifest(topo) -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "all"],
                          capture_output=True, text=True, check=True)
     docs = list(yaml.safe_load_all(out.stdout))
-    assert docs == render.cluster_objects(topo) + [render.pod(topo, s.name) for s in topo.scale_sets]
+    assert docs == (render.cluster_objects(topo) + render.autoscaling_runner_sets(topo)
+                    + [render.pod(topo, s.name) for s in topo.scale_sets])
+    assert sum(d["kind"] == "AutoscalingRunnerSet" for d in docs) == len(topo.scale_sets)
 
 
 def test_render_cli_missing_scale_set_is_usage_error() -> None:
