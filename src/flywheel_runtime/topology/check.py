@@ -12,6 +12,17 @@ label-identity     a published label encodes an owner or repository name
 label-taxonomy     a published label falls outside the label taxonomy
 envelope-fit       a lane's summed pod requests cannot fit its node even once
 unknown-label      a scale set publishes a label no GitHub runner class defines
+baseline-node      a baseline Nix or DinD lane (its class has a baseline node) is
+                   placed elsewhere; only overflow scale sets leave it
+scratch-claims     a lane on a node whose fast disks are not its kubelet root
+                   (sting) asks that root for more than a small ephemeral-storage
+                   request, or an overflow lane there reserves no scratch claim
+listener-placement a listener has no placement, lands neither with its runners nor
+                   with the controller, or leaves the node its overlay pins it to
+dind-envelope      a DinD lane's daemon container lacks a CPU or memory request or limit
+
+"Lanes" are scale sets, GitLab runners, the ARC controller and the listeners:
+every pod the topology places takes a node's slots, so every one is checked.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from dataclasses import dataclass
 
 from flywheel_runtime.topology.model import RESOURCE_NAMES, Envelope, Node, Placement, Topology
 from flywheel_runtime.topology.quantity import format_cpu, human_bytes
+from flywheel_runtime.topology.render import WORK_DIR
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,11 @@ def _lanes(topo: Topology) -> Iterator[tuple[str, Placement, Envelope]]:
         yield f"scale set {ss.name}", ss.placement, ss.envelope
     for g in topo.gitlab_runners:
         yield f"gitlab runner {g.name}", g.placement, g.envelope
+    if topo.arc is not None:
+        yield "arc controller", topo.arc.controller.placement, topo.arc.controller.envelope
+    for lst in topo.listeners:
+        if lst.placement.node_selector or lst.placement.affinity:  # unplaced: listener-placement says so
+            yield f"listener {lst.scale_set}", lst.placement, lst.envelope
 
 
 def placed_on(topo: Topology, placement: Placement) -> list[Node]:
@@ -49,6 +66,14 @@ def placed_on(topo: Topology, placement: Placement) -> list[Node]:
         return []
     untainted = Placement(placement.node, placement.node_selector, (), False, placement.affinity)
     return [n for n in topo.nodes if untainted.admits(Node(n.name, n.role, n.labels, (), n.allocatable))]
+
+
+def lands_on(topo: Topology, placement: Placement) -> list[Node]:
+    """The nodes whose selector, affinity and taints admit the lane (cordons
+    aside: a cordon is not placement)."""
+    if not placement.node_selector and not placement.affinity:
+        return []
+    return [n for n in topo.nodes if placement.admits(n)]
 
 
 def rule_bumble(topo: Topology) -> Iterator[Violation]:
@@ -179,6 +204,101 @@ def rule_published_label(topo: Topology) -> Iterator[Violation]:
                 yield Violation("unknown-label", subject, f"publishes {label!r}, which no GitHub runner class defines")
 
 
+def rule_baseline_node(topo: Topology) -> Iterator[Violation]:
+    """Baseline Nix and DinD lanes stay on honey until their runtime and storage
+    envelopes are proven elsewhere: only ``overflow`` scale sets leave."""
+    for ss in topo.scale_sets:
+        rc = topo.runner_class(ss.label)
+        home = rc.baseline_node if rc else None
+        subject = f"scale set {ss.name}"
+        if home is None:
+            if ss.overflow:
+                yield Violation("baseline-node", subject,
+                                f"is an overflow lane, but runner class {ss.label!r} has no baseline node")
+            continue
+        nodes = [n.name for n in lands_on(topo, ss.placement)]
+        if not ss.overflow and nodes != [home]:
+            where = ", ".join(nodes) or "no node in particular"
+            yield Violation("baseline-node", subject,
+                            f"baseline {ss.label} lane placed on {where}; it must stay on {home}")
+
+
+def rule_scratch_claims(topo: Topology) -> Iterator[Violation]:
+    """On a node whose fast disks are not the kubelet root (sting): every
+    container's root ephemeral-storage request stays small, and an overflow
+    lane reserves its scratch (work dir; for DinD also /var/lib/docker) as
+    claims of the node's scratch storage class."""
+    for subject, placement, envelope in _lanes(topo):
+        for node in lands_on(topo, placement):
+            if node.scratch is None:
+                continue
+            cap = node.scratch.root_request_max
+            for c in envelope.containers:
+                asked = c.requests.ephemeral_storage
+                if asked is not None and asked > cap:
+                    yield Violation("scratch-claims", subject,
+                                    f"container {c.name} requests {human_bytes(asked)} of {node.name}'s root "
+                                    f"ephemeral-storage (at most {human_bytes(cap)}: scratch goes through claims "
+                                    f"of {node.scratch.storage_class})")
+    for ss in topo.scale_sets:
+        if not ss.overflow:
+            continue
+        for node in lands_on(topo, ss.placement):
+            if node.scratch is None:
+                continue
+            needed = [WORK_DIR] + (["/var/lib/docker"] if ss.has_dind else [])
+            claimed = {v.mount_path for v in ss.volumes if v.storage_class == node.scratch.storage_class}
+            for path in needed:
+                if path not in claimed:
+                    yield Violation("scratch-claims", f"scale set {ss.name}",
+                                    f"overflow lane on {node.name} reserves no {node.scratch.storage_class} claim "
+                                    f"at {path}")
+
+
+def rule_listener_placement(topo: Topology) -> Iterator[Violation]:
+    """Listeners take pod slots where they land: each is placed, either with its
+    runners (Docker's on sting) or with the controller (honey), and on the node
+    its overlay pins listeners to (Jess's: honey)."""
+    if topo.arc is None:
+        return
+    home = topo.arc.controller.node
+    for ss in topo.scale_sets:
+        lst = ss.listener
+        if lst is None:
+            continue
+        subject = f"listener {ss.name}"
+        nodes = [n.name for n in placed_on(topo, lst.placement)] if (
+            lst.placement.node_selector or lst.placement.affinity) else []
+        if not nodes:
+            yield Violation("listener-placement", subject,
+                            "has no placement (no listenerTemplate: it lands wherever the scheduler likes, "
+                            "uncounted)")
+            continue
+        allowed = {n for n in (ss.node, home) if n}
+        stray = [n for n in nodes if n not in allowed]
+        if stray:
+            yield Violation("listener-placement", subject,
+                            f"can land on {', '.join(stray)}: listeners go with their runners ({ss.node}) "
+                            f"or with the controller ({home})")
+        pin = topo.overlay(ss.overlay).listener_node
+        if pin is not None and nodes != [pin]:
+            yield Violation("listener-placement", subject,
+                            f"overlay {ss.overlay} pins its listeners to {pin}, but it lands on {', '.join(nodes)}")
+
+
+def rule_dind_envelope(topo: Topology) -> Iterator[Violation]:
+    """The DinD daemon runs the builds: it needs its own CPU and memory budget."""
+    for ss in topo.scale_sets:
+        daemon = ss.envelope.container("dind")
+        if daemon is None:
+            continue
+        missing = [f"{kind} {r}" for kind, res in (("request", daemon.requests), ("limit", daemon.limits))
+                   for r in ("cpu", "memory") if res.get(r) is None]
+        if missing:
+            yield Violation("dind-envelope", f"scale set {ss.name}",
+                            f"daemon container dind has no {', '.join(missing)}")
+
+
 def _fmt_selector(p: Placement) -> str:
     return "{" + ", ".join(f"{k}={v}" for k, v in p.node_selector.items()) + "}" if p.node_selector else "{}"
 
@@ -190,6 +310,10 @@ RULES: tuple[Callable[[Topology], Iterator[Violation]], ...] = (
     rule_label_taxonomy,
     rule_envelope_fits,
     rule_published_label,
+    rule_baseline_node,
+    rule_scratch_claims,
+    rule_listener_placement,
+    rule_dind_envelope,
 )
 
 

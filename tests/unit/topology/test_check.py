@@ -120,7 +120,10 @@ def test_rule_envelope_fit(variant) -> None:
 
     assert lines(variant(huge)) == [
         "check: envelope-fit: scale set tinyland-nix-compute-expansion: requests do not fit sting's allocatable "
-        "even once: ephemeral-storage 80.00Gi > 66.32Gi"]
+        "even once: ephemeral-storage 80.00Gi > 66.32Gi",
+        "check: scratch-claims: scale set tinyland-nix-compute-expansion: container runner requests 80.00Gi of "
+        "sting's root ephemeral-storage (at most 2.00Gi: scratch goes through claims of "
+        "local-path-sting-fast-ephemeral)"]
 
 
 def test_rule_envelope_fit_counts_the_dind_sidecar(variant) -> None:
@@ -129,7 +132,10 @@ def test_rule_envelope_fit_counts_the_dind_sidecar(variant) -> None:
 
     assert lines(variant(big_daemon)) == [
         "check: envelope-fit: scale set tinyland-dind-compute-expansion: requests do not fit sting's allocatable "
-        "even once: ephemeral-storage 66.50Gi > 66.32Gi"]
+        "even once: ephemeral-storage 66.50Gi > 66.32Gi",
+        "check: scratch-claims: scale set tinyland-dind-compute-expansion: container dind requests 66.00Gi of "
+        "sting's root ephemeral-storage (at most 2.00Gi: scratch goes through claims of "
+        "local-path-sting-fast-ephemeral)"]
 
 
 def test_rule_unknown_label(variant) -> None:
@@ -190,7 +196,9 @@ def test_rule_no_storage_node_respects_affinity(variant) -> None:
 
     assert lines(variant(towards)) == [
         "check: no-storage-node: scale set tinyland-nix: selector {} can land on bumble, "
-        "which is never a default runner target"]
+        "which is never a default runner target",
+        "check: baseline-node: scale set tinyland-nix: baseline tinyland-nix lane placed on honey, bumble; "
+        "it must stay on honey"]
 
 
 def test_rule_gitlab_lane_on_sting_needs_the_toleration(variant) -> None:
@@ -220,7 +228,10 @@ def test_rule_taint_toleration_multi_node_lanes(variant) -> None:
 
     assert lines(variant(loosely)) == [
         "check: taint-toleration: scale set tinyland-nix-kvm: placed on sting but lacks the exact toleration "
-        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
+        # ... and once it can land on sting, its 64Gi root request breaks sting's scratch contract.
+        "check: scratch-claims: scale set tinyland-nix-kvm: container runner requests 64.00Gi of sting's root "
+        "ephemeral-storage (at most 2.00Gi: scratch goes through claims of local-path-sting-fast-ephemeral)"]
 
 
 def test_rule_envelope_fit_on_gitlab_runner(variant) -> None:
@@ -248,3 +259,102 @@ def test_cli_prints_one_line_per_violation_and_exits_1(write_variant) -> None:
             "check: taint-toleration: scale set tinyland-dind-compute-expansion: placed on sting but lacks the exact "
             "toleration dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
         ]
+
+
+# --- baseline-node, scratch-claims, listener-placement, dind-envelope --------
+
+
+def test_rule_baseline_nix_and_dind_stay_on_honey(variant) -> None:
+    def move(d):
+        scale_set(d, "tinyland-nix").update(node="sting")
+        scale_set(d, "tinyland-dind").update(node="sting")
+
+    got = [line for line in lines(variant(move)) if "baseline-node" in line]
+    assert got == [
+        "check: baseline-node: scale set tinyland-nix: baseline tinyland-nix lane placed on sting; it must stay on honey",
+        "check: baseline-node: scale set tinyland-dind: baseline tinyland-dind lane placed on sting; "
+        "it must stay on honey"]
+
+
+def test_rule_baseline_node_only_overflow_sets_leave(variant) -> None:
+    def not_overflow(d):
+        scale_set(d, "tinyland-nix-compute-expansion")["overflow"] = False
+
+    assert lines(variant(not_overflow)) == [
+        "check: baseline-node: scale set tinyland-nix-compute-expansion: baseline tinyland-nix lane placed on "
+        "sting; it must stay on honey"]
+
+
+def test_rule_baseline_node_overflow_needs_a_baseline(variant) -> None:
+    assert [line for line in lines(variant(lambda d: scale_set(d, "tinyland-docker").update(overflow=True)))
+            if "baseline-node" in line] == [
+        "check: baseline-node: scale set tinyland-docker: is an overflow lane, but runner class 'tinyland-docker' "
+        "has no baseline node"]
+
+
+def test_rule_sting_lane_keeps_root_requests_small(variant) -> None:
+    def big_root(d):
+        scale_set(d, "tinyland-dind-compute-expansion")["containers"]["dind"]["requests"]["ephemeral-storage"] = "24Gi"
+
+    assert lines(variant(big_root)) == [
+        "check: scratch-claims: scale set tinyland-dind-compute-expansion: container dind requests 24.00Gi of "
+        "sting's root ephemeral-storage (at most 2.00Gi: scratch goes through claims of "
+        "local-path-sting-fast-ephemeral)"]
+
+
+def test_rule_sting_overflow_lane_reserves_scratch_through_claims(variant) -> None:
+    def no_claims(d):
+        scale_set(d, "tinyland-dind-compute-expansion")["volumes"] = []
+
+    assert lines(variant(no_claims)) == [
+        "check: scratch-claims: scale set tinyland-dind-compute-expansion: overflow lane on sting reserves no "
+        "local-path-sting-fast-ephemeral claim at /home/runner/_work",
+        "check: scratch-claims: scale set tinyland-dind-compute-expansion: overflow lane on sting reserves no "
+        "local-path-sting-fast-ephemeral claim at /var/lib/docker"]
+
+
+def test_rule_listener_needs_placement(variant) -> None:
+    assert lines(variant(lambda d: d["arc"]["listeners"].pop("node"))) == [
+        f"check: listener-placement: listener {name}: has no placement (no listenerTemplate: it lands wherever "
+        "the scheduler likes, uncounted)"
+        for name in ("tinyland-nix", "tinyland-nix-compute-expansion", "tinyland-dind",
+                     "tinyland-dind-compute-expansion", "tinyland-nix-operator", "tinyland-nix-heavy",
+                     "jess-nix-heavy", "tinyland-nix-kvm", "tinyland-nix-gpu")]
+
+
+def test_rule_jess_listener_stays_on_honey(variant) -> None:
+    # On sting with the toleration: allowed for Docker's (it goes with its runners), not for Jess's.
+    assert lines(variant(lambda d: scale_set(d, "jess-nix-heavy").update(listener={"node": "sting"}))) == [
+        "check: listener-placement: listener jess-nix-heavy: can land on sting: listeners go with their runners "
+        "(honey) or with the controller (honey)",
+        "check: listener-placement: listener jess-nix-heavy: overlay jess pins its listeners to honey, but it "
+        "lands on sting"]
+
+
+def test_rule_docker_listener_on_sting_needs_the_toleration(variant) -> None:
+    def strip(d):
+        scale_set(d, "tinyland-docker")["listener"] = {"node": "sting", "tolerations": []}
+
+    assert lines(variant(strip)) == [
+        "check: taint-toleration: listener tinyland-docker: placed on sting but lacks the exact toleration "
+        "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
+
+
+def test_rule_controller_is_a_checked_lane(variant) -> None:
+    assert lines(variant(lambda d: d["arc"]["controller"].update(node="bumble"))) == [
+        "check: no-storage-node: arc controller: selector {kubernetes.io/hostname=bumble} can land on bumble, "
+        "which is never a default runner target",
+        "check: listener-placement: listener tinyland-nix-compute-expansion: can land on honey: listeners go with "
+        "their runners (sting) or with the controller (bumble)",
+        "check: listener-placement: listener tinyland-dind-compute-expansion: can land on honey: listeners go with "
+        "their runners (sting) or with the controller (bumble)"]
+
+
+def test_rule_dind_daemon_needs_an_envelope(variant) -> None:
+    def bare(d):
+        scale_set(d, "tinyland-dind")["containers"]["dind"] = {
+            "requests": {"ephemeral-storage": "24Gi"}, "limits": {"ephemeral-storage": "40Gi"}}
+
+    assert lines(variant(bare)) == [
+        "check: dind-envelope: scale set tinyland-dind: daemon container dind has no request cpu, request memory, "
+        "limit cpu, limit memory"]
