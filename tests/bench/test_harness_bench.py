@@ -22,19 +22,28 @@ pytestmark = [pytest.mark.bench, pytest.mark.e2e]
 SCALE_SETS = [s.name for s in load().scale_sets]
 SCENARIOS = ["quiet", "normal", "burst"] + (["max"] if os.environ.get("FLYWHEEL_BENCH_MAX") else [])
 UP_TARGET_S = 20.0
+KIND_UP_TARGET_S = 60.0
 
 
 @pytest.mark.parametrize("scale_set", SCALE_SETS)
 def test_pod_create_to_scheduled_and_running(benchmark, flywheel_cluster, scale_set) -> None:
+    """Per lane: create to scheduled, then to Running (sim: kwok) or to the real
+    kubelet taking the pod on (kind; the lanes' images run under the images issue)."""
     from flywheel_runtime.harness.benchmarks import pod_latency
 
     c = flywheel_cluster
+    until = "Running" if c.backend == "sim" else "kubelet"
     with c.namespace("bench-pod") as ns:
-        result = benchmark.pedantic(pod_latency, args=(c.kube, c.topology, ns, scale_set), rounds=3, iterations=1)
-    benchmark.extra_info.update(result)
-    assert result["scheduled_s"] <= result["running_s"]
+        result = benchmark.pedantic(pod_latency, args=(c.kube, c.topology, ns, scale_set),
+                                    kwargs={"manifest": c.render_pod(scale_set), "until": until},
+                                    rounds=3, iterations=1)
+    benchmark.extra_info.update({**result, "backend": c.backend})
+    # the measured pod is the lane's own, placed where the topology pins it
+    assert result["node"] == c.topology.scale_set(scale_set).node
 
 
+@pytest.mark.backend("sim", reason="the scenarios' figures are the platform's capacities; kind's nodes have this "
+                                    "machine's")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_burst_admitted_vs_queued_and_drain(benchmark, flywheel_cluster, scenario) -> None:
     from flywheel_runtime.harness.benchmarks import run_scenario, scenario_pods
@@ -48,11 +57,17 @@ def test_burst_admitted_vs_queued_and_drain(benchmark, flywheel_cluster, scenari
     assert result.admitted > 0
 
 
-def test_cluster_up_cold_and_warm(benchmark) -> None:
-    """A second, throwaway cluster: cold up (binaries cached), warm reuse, down."""
+@pytest.mark.parametrize("backend", ["sim", "kind"])
+def test_cluster_up_cold_and_warm(benchmark, request, backend) -> None:
+    """A second, throwaway cluster: cold up (binaries and node image cached), warm reuse, down.
+    Targets: sim under 20 s; kind under 60 s for three nodes (kind's usual 30-60 s with a network)."""
     from flywheel_runtime.harness.benchmarks import time_up
+    from flywheel_runtime.harness.pytest_plugin import selected_backends
 
-    result = benchmark.pedantic(time_up, args=(f"bench-{uuid.uuid4().hex[:6]}",), rounds=1, iterations=1)
-    benchmark.extra_info.update(result)
-    check_target(result["cold_up_s"] < UP_TARGET_S, f"cluster up took {result['cold_up_s']}s (target {UP_TARGET_S}s)")
-    check_target(result["warm_up_s"] < 2.0, f"warm cluster up took {result['warm_up_s']}s (target 2s)")
+    if backend not in selected_backends(request.config):
+        pytest.skip(f"{backend} backend not selected or cannot run here")
+    target = UP_TARGET_S if backend == "sim" else KIND_UP_TARGET_S
+    result = benchmark.pedantic(time_up, args=(f"bench-{uuid.uuid4().hex[:6]}", backend), rounds=1, iterations=1)
+    benchmark.extra_info.update({**result, "backend": backend})
+    check_target(result["cold_up_s"] < target, f"{backend} cluster up took {result['cold_up_s']}s (target {target}s)")
+    check_target(result["warm_up_s"] < 2.0, f"warm {backend} cluster up took {result['warm_up_s']}s (target 2s)")

@@ -67,3 +67,39 @@ def test_up_reuse_status_down_leaves_nothing_behind() -> None:
     assert all(_port_free(p) for p in state["ports"].values())
     assert not cluster.state_dir.exists()
     assert _cli("status", "--backend", "sim", "--name", name).returncode == 1
+
+
+def test_kind_up_reuse_status_down_leaves_the_host_as_found(request: pytest.FixtureRequest) -> None:
+    """A throwaway kind cluster of its own through the CLI: kubeconfig alone on
+    stdout (last), reuse, status, down; then no node container, bridge, rule or
+    dockerd is left and the sysctls the kubelets rewrite are as they were."""
+    from flywheel_runtime.harness import engine
+    from flywheel_runtime.harness.kind import KindBackend
+    from flywheel_runtime.harness.pytest_plugin import selected_backends
+
+    if "kind" not in selected_backends(request.config):
+        pytest.skip("kind backend not selected or cannot run here")
+    name = f"life-{uuid.uuid4().hex[:6]}"
+    cluster = KindBackend(name=name)
+    # With another cluster up the engine and its rules stay: only a quiet host compares whole.
+    quiet = not (engine.engine_root(cluster.cache) / "engine.json").exists()
+    before = engine.host_snapshot()
+    try:
+        first = subprocess.run([sys.executable, "-m", "flywheel_runtime", "cluster", "up", "--backend", "kind",
+                                "--name", name], capture_output=True, text=True, timeout=900)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert first.stdout.strip().splitlines() == [str(cluster.kubeconfig)]
+        assert "up in" in first.stderr
+        second = _cli("up", "--backend", "kind", "--name", name)
+        assert second.returncode == 0 and second.stdout == first.stdout
+        assert "reusing" in second.stderr
+        st = _cli("status", "--backend", "kind", "--name", name, "--json")
+        assert st.returncode == 0 and json.loads(st.stdout)["running"] is True
+    finally:
+        down = _cli("down", "--backend", "kind", "--name", name)
+    assert down.returncode == 0, down.stderr
+    assert _cli("status", "--backend", "kind", "--name", name).returncode == 1
+    assert not cluster.state_dir.exists()
+    if quiet:
+        assert engine.snapshot_diff(before, engine.host_snapshot()) == []
+        assert not (engine.engine_root(cluster.cache) / "engine.json").exists()
