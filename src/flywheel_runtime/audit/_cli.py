@@ -37,13 +37,15 @@ if TYPE_CHECKING:  # datetime is imported when a time is parsed, not on every CL
 
 
 def _iso(value: str) -> dt.datetime:
-    import datetime as dt
+    from flywheel_runtime._files import parse_time
 
     try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = parse_time(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r} (e.g. 2026-05-04T13:00:00Z)") from exc
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    if t is None:
+        raise argparse.ArgumentTypeError("an empty time (e.g. 2026-05-04T13:00:00Z)")
+    return t
 
 
 def _seconds(value: str) -> float:

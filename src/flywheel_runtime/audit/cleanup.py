@@ -29,11 +29,9 @@ class Action:
 
 
 def _time(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    from flywheel_runtime._files import parse_time
+
+    return parse_time(value)
 
 
 def _finished_at(pod: dict[str, Any]) -> dt.datetime | None:

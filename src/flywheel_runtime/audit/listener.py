@@ -9,7 +9,10 @@ churn.  So drift is classified:
 * a *stable* drift once the listener and secret are both settled (older than
   the grace window) and the same drift signature was seen on two consecutive
   observations: that fails fast;
-* anything still unresolved at the overall deadline fails then.
+* anything still unresolved at the overall deadline fails then;
+* a missing listener while the set has active runners is no churn: ARC holds
+  listener recreation until runners drain, so queued work has no listener.
+  Seen twice in a row, it fails the proof.
 
 :func:`classify` and :class:`Prover` are pure over snapshots and an injected
 clock; :func:`prove` is the polling loop over a live cluster.
@@ -43,6 +46,7 @@ class SetSnapshot:
     listener_created: dt.datetime | None = None
     listener_version: str | None = None
     secret_created: dt.datetime | None = None  # the listener's config secret; None = missing
+    active_runners: int = 0  # the set's status.currentRunners
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ def _age(created: dt.datetime | None, now: dt.datetime) -> float | None:
 def classify(s: SetSnapshot, now: dt.datetime, grace_s: float) -> Verdict:
     caps = f"min {s.min_runners}/max {s.max_runners}"
     if s.listener is None:
+        if s.active_runners > 0:
+            return Verdict(s.namespace, s.name, DRIFT,
+                           f"AutoscalingListener missing while {s.active_runners} runner(s) are active",
+                           ("missing-listener", s.active_runners))
         return Verdict(s.namespace, s.name, TRANSIENT, "AutoscalingListener missing")
     matches = s.listener_min == s.min_runners and s.listener_max == s.max_runners
     if matches:
@@ -120,11 +128,9 @@ class Prover:
 
 
 def _ts(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    from flywheel_runtime._files import parse_time
+
+    return parse_time(value)
 
 
 def config_secret_name(listener_name: str) -> str:
@@ -147,7 +153,8 @@ def snapshots_from(scale_sets: list[dict[str, Any]], listeners: list[dict[str, A
         meta, spec = ars.get("metadata") or {}, ars.get("spec") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         lst = by_set.get((ns, name))
-        snap = SetSnapshot(ns, name, int(spec.get("minRunners") or 0), spec.get("maxRunners"))
+        active = int((ars.get("status") or {}).get("currentRunners") or 0)
+        snap = SetSnapshot(ns, name, int(spec.get("minRunners") or 0), spec.get("maxRunners"), active_runners=active)
         if lst is not None:
             lm, ls = lst.get("metadata") or {}, lst.get("spec") or {}
             secret = secrets.get((lm.get("namespace", ""), config_secret_name(lm.get("name", ""))))
@@ -155,7 +162,8 @@ def snapshots_from(scale_sets: list[dict[str, Any]], listeners: list[dict[str, A
                                f"{lm.get('namespace')}/{lm.get('name')}",
                                int(ls.get("minRunners") or 0), ls.get("maxRunners"),
                                _ts(lm.get("creationTimestamp")), lm.get("resourceVersion"),
-                               _ts(((secret or {}).get("metadata") or {}).get("creationTimestamp")) if secret else None)
+                               _ts(((secret or {}).get("metadata") or {}).get("creationTimestamp")) if secret else None,
+                               active)
         out.append(snap)
     return out
 

@@ -103,9 +103,9 @@ class SimCluster:
             return None
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self._state_file)
+        from flywheel_runtime._files import write_atomic
+
+        write_atomic(self._state_file, json.dumps(state, indent=2))
 
     def status(self) -> dict[str, Any]:
         state = self._read_state()

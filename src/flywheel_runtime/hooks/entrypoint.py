@@ -31,18 +31,10 @@ EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126  # the shell's codes: what a pod'
 
 def write_hints(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` to ``path`` atomically (secret-shaped values masked)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(redact_text(json.dumps(doc, indent=2)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # jobs run as another uid may read it
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from flywheel_runtime._files import write_atomic
+
+    # 0644: jobs run as another uid may read it.
+    write_atomic(path, redact_text(json.dumps(doc, indent=2)) + "\n", mode=0o644, fsync=True)
 
 
 def hints_paths(env: dict[str, str]) -> list[Path]:

@@ -57,10 +57,9 @@ def state_dir(env: dict[str, str]) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from flywheel_runtime._files import write_atomic
+
+    write_atomic(path, text)
 
 
 def append_env(path: str, text: str) -> None:

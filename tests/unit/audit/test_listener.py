@@ -130,3 +130,26 @@ def test_snapshots_join_sets_listeners_and_config_secrets() -> None:
     assert nix.secret_created == dt.datetime(2026, 6, 9, 9, 0, 1, tzinfo=dt.timezone.utc)
     assert docker.listener is None  # the listener being deleted does not count
     assert [classify(s, T0, GRACE).state for s in snaps] == [OK, TRANSIENT]
+
+
+def test_missing_listener_with_active_runners_fails_the_proof() -> None:
+    import dataclasses
+
+    missing = dataclasses.replace(snap(listener=False), active_runners=2)
+    v = classify(missing, T0, GRACE)
+    assert (v.state, v.reason) == (DRIFT, "AutoscalingListener missing while 2 runner(s) are active")
+    p = Prover(T0, GRACE, 300)
+    assert not p.observe([missing], T0).done  # once may be a listener on its way back
+    out = p.observe([missing], T0 + dt.timedelta(seconds=2))
+    assert (out.done, out.ok) == (True, False)
+    assert out.failures == ["arc-runners/tinyland-nix: stable drift: AutoscalingListener missing while 2 "
+                            "runner(s) are active"]
+    # With no active runners a missing listener is only churn.
+    assert classify(snap(listener=False), T0, GRACE).state == TRANSIENT
+
+
+def test_snapshots_carry_the_sets_active_runners() -> None:
+    ars = {"metadata": {"namespace": "arc-runners", "name": "tinyland-nix"},
+           "spec": {"minRunners": 0, "maxRunners": 16}, "status": {"currentRunners": 3}}
+    (s,) = snapshots_from([ars], [], {})
+    assert (s.listener, s.active_runners) == (None, 3)

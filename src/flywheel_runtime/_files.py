@@ -1,0 +1,43 @@
+"""Small helpers shared across the package: one atomic writer, one timestamp parser.
+
+Imports stay at the standard library: the runtime path (hooks, entrypoint)
+uses this module before every job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None, fsync: bool = False) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file,
+    never a torn one: a sibling temporary file, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """A Kubernetes timestamp ("2026-05-04T13:00:00Z"), or a datetime, as an aware
+    datetime (naive means UTC); None stays None.  Raises ValueError on garbage."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
