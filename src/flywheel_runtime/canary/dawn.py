@@ -4,7 +4,10 @@ The Node script (``canaries/dawn/canary.mjs``) only runs the GPU work and hands
 back raw readbacks; every check happens here, in ``scene``.  When Dawn rejects
 the adapter (Mesa 22.3's lavapipe lacks the array-dynamic-indexing features Dawn
 requires) it yields no adapter and prints a warning: that warning becomes the
-UnsupportedError message (exit 10).
+UnsupportedError message (exit 10).  Only that rejection is "unsupported":
+a missing Node.js, script or bindings, a crash and a timeout mean the lane's
+image or stack is broken, so they fail (exit 1; a timeout exit 13) with their
+reason.
 """
 
 from __future__ import annotations
@@ -22,11 +25,22 @@ from flywheel_runtime.canary import adapter as policy
 from flywheel_runtime.canary import scene
 from flywheel_runtime.canary.png import write_rgba
 from flywheel_runtime.canary.report import Adapter, Report
-from flywheel_runtime.errors import DeviceAbsentError, UnsupportedError
+from flywheel_runtime.errors import DeviceAbsentError, ExitCode, FlywheelError, UnsupportedError
 
 WGSL = Path(__file__).with_name("shaders") / "canary.wgsl"
 DEFAULT_FLAGS = ("backend=vulkan",)
 TIMEOUT_S = 120.0
+
+
+def timeout_s() -> float:
+    """$FLYWHEEL_DAWN_TIMEOUT_S, else :data:`TIMEOUT_S` (a hung driver must not hang the lane)."""
+    return float(os.environ.get("FLYWHEEL_DAWN_TIMEOUT_S") or TIMEOUT_S)
+
+
+class DawnFailure(FlywheelError):
+    """Dawn could not run here (no Node, no script, no bindings, a crash): a failure, not unsupported."""
+
+    exit_code = ExitCode.FAILED
 
 
 def default_dir() -> Path:
@@ -56,30 +70,32 @@ def no_adapter_error(stderr: str) -> Exception:
     driver = [m for m, _ in msgs if any(k in m for k in NO_DRIVER_MARKERS)]
     if driver:
         return DeviceAbsentError(f"Dawn found no WebGPU adapter: {driver[-1]}")
-    if msgs:
-        return UnsupportedError(f"Dawn found no usable adapter: {msgs[0][0]}")
+    if msgs:  # no adapter, and not for a reason Dawn gave as its own rejection
+        return DawnFailure(f"Dawn found no usable adapter: {msgs[0][0]}")
     return DeviceAbsentError("Dawn found no WebGPU adapter (no Vulkan driver/ICD?)")
 
 
 def run_script(dawn_dir: Path, payload: dict[str, Any], node: str | None = None,
-               timeout: float = TIMEOUT_S) -> tuple[dict[str, Any], str]:
+               timeout: float | None = None) -> tuple[dict[str, Any], str]:
+    timeout = timeout_s() if timeout is None else timeout
     exe = node or shutil.which("node")
     if not exe:
-        raise UnsupportedError("Dawn canary needs Node.js: `node` is not on PATH")
+        raise DawnFailure("Dawn canary needs Node.js: `node` is not on PATH")
     script = dawn_dir / "canary.mjs"
     if not script.is_file():
-        raise UnsupportedError(f"Dawn canary script missing: {script} (set FLYWHEEL_DAWN_DIR)")
+        raise DawnFailure(f"Dawn canary script missing: {script} (set FLYWHEEL_DAWN_DIR)")
     if not (dawn_dir / "node_modules" / "webgpu" / "package.json").is_file():
-        raise UnsupportedError(f"Dawn bindings not installed: run `npm ci` in {dawn_dir}")
+        raise DawnFailure(f"Dawn bindings not installed: run `npm ci` in {dawn_dir}")
     try:
         proc = subprocess.run([exe, str(script)], input=json.dumps(payload), capture_output=True, text=True,
                               cwd=dawn_dir, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UnsupportedError(f"Dawn canary did not finish within {timeout:.0f} s") from None
+        raise DawnFailure(f"Dawn canary did not finish within {timeout:.0f} s",
+                          exit_code=ExitCode.TIMEOUT) from None
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UnsupportedError(f"Dawn canary crashed (node exit {proc.returncode}): {tail}")
+        raise DawnFailure(f"Dawn canary crashed (node exit {proc.returncode}): {tail}")
     return json.loads(lines[-1]), proc.stderr
 
 

@@ -73,11 +73,58 @@ def test_dawn_rejects_mesa_22_lavapipe_as_unsupported(cli, mesa22_icd: Path) -> 
     assert cli("canary", "vulkan", env=env).rc == 0
 
 
-def test_dawn_without_node_modules_is_unsupported(cli, tmp_path: Path) -> None:
-    (tmp_path / "canary.mjs").write_text("")
+def _fake_dawn(tmp_path: Path, script: str, bindings: bool = True) -> Path:
+    (tmp_path / "canary.mjs").write_text(script)
+    if bindings:
+        (tmp_path / "node_modules/webgpu").mkdir(parents=True)
+        (tmp_path / "node_modules/webgpu/package.json").write_text("{}")
+    return tmp_path
+
+
+def test_dawn_without_node_modules_fails_with_its_reason(cli, tmp_path: Path) -> None:
+    _fake_dawn(tmp_path, "", bindings=False)
+    run = cli("canary", "dawn", "--json", env={"FLYWHEEL_DAWN_DIR": str(tmp_path)})
+    assert run.rc == 1
+    assert run.error_lines == [f"flywheel-runtime: canary dawn: Dawn bindings not installed: run `npm ci` in {tmp_path}"]
+    assert run.doc["status"] == "failed"
+
+
+def test_dawn_without_script_fails(cli, tmp_path: Path) -> None:
     run = cli("canary", "dawn", env={"FLYWHEEL_DAWN_DIR": str(tmp_path)})
-    assert run.rc == 10
-    assert run.error_lines == [f"flywheel-runtime: Dawn bindings not installed: run `npm ci` in {tmp_path}"]
+    assert run.rc == 1 and "Dawn canary script missing: " in run.error_lines[0]
+
+
+def test_dawn_without_node_fails(cli, tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    run = cli("canary", "dawn", env={"PATH": str(empty)})
+    assert run.rc == 1
+    assert run.error_lines == ["flywheel-runtime: canary dawn: Dawn canary needs Node.js: `node` is not on PATH"]
+
+
+def test_dawn_crash_fails_with_node_exit_and_last_line(cli, tmp_path: Path) -> None:
+    _fake_dawn(tmp_path, "console.error('Segmentation fault in dawn.node'); process.exit(139);\n")
+    run = cli("canary", "dawn", "--json", env={"FLYWHEEL_DAWN_DIR": str(tmp_path)})
+    assert run.rc == 1
+    assert run.error_lines == ["flywheel-runtime: canary dawn: Dawn canary crashed (node exit 139): "
+                               "Segmentation fault in dawn.node"]
+    assert run.doc["status"] == "failed"
+
+
+def test_dawn_timeout_fails_with_the_timeout_code(cli, tmp_path: Path) -> None:
+    _fake_dawn(tmp_path, "setTimeout(() => {}, 60000);\n")
+    run = cli("canary", "dawn", env={"FLYWHEEL_DAWN_DIR": str(tmp_path), "FLYWHEEL_DAWN_TIMEOUT_S": "1"})
+    assert run.rc == 13
+    assert run.error_lines == ["flywheel-runtime: canary dawn: Dawn canary did not finish within 1 s"]
+
+
+def test_main_job_tolerates_only_dawns_own_rejection() -> None:
+    from flywheel_runtime.errors import ExitCode
+    from flywheel_runtime.mainjob import steps
+
+    dawn = next(s for s in steps(None) if s.argv == ("canary", "dawn"))
+    assert dawn.tolerated == frozenset({int(ExitCode.UNSUPPORTED)})
+    assert int(ExitCode.FAILED) not in dawn.tolerated and int(ExitCode.TIMEOUT) not in dawn.tolerated
 
 
 def test_missing_vulkan_extra_is_named(cli, tmp_path: Path) -> None:
