@@ -25,6 +25,9 @@ class ExitCode(IntEnum):
     LOCKED = 11  # another process holds a lock we waited on too long
     CLUSTER = 12  # cluster backend failed to start or settle
     TIMEOUT = 13  # a bounded wait ran out (settle deadline, drain)
+    PLAN_CHANGED = 14  # managed apply: the fresh post-quiesce plan differs from the scoped one (refused)
+    INTERRUPTED = 15  # managed apply: stopped by SIGINT/SIGTERM, caps restored best-effort
+    SCOPE_CONFLICT = 16  # managed apply: it runs on a lane it would quiesce
     INTERNAL = 70  # a bug: anything not anticipated
 
 

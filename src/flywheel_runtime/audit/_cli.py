@@ -22,6 +22,15 @@ Exit codes (errors.py holds the table; these commands add no new numbers):
 ``cleanup runner-pods``        0; 4 / 12 cluster
 ``warm-pool reconcile``        0; 3 unknown scale set or no warm pool;
                                4 / 12 cluster
+``managed-apply plan``         0 the plan view (nothing changed); 16 it would
+                               run on a lane it quiesces; 4 / 12 cluster
+``managed-apply run``          0 applied, caps restored from the topology,
+                               listeners proven (or nothing to apply); 1 the
+                               listener proof failed; 13 the drain (or the
+                               proof) ran out of time; 14 the fresh plan
+                               changed under it; 15 interrupted (SIGINT or
+                               SIGTERM); 16 scope conflict; 3 / 4 / 12
+                               (13, 14, 15: caps restored from the snapshot)
 =============================  ================================================
 """
 
@@ -147,6 +156,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     _common(p, topology=True)
     p.set_defaults(handler=_cleanup)
 
+    _register_managed_apply(sub)
+
     top = sub.add_parser("warm-pool", help="scheduled minRunners override (the warm-pool CronJobs)")
     wsub = top.add_subparsers(dest="warm_pool_command", metavar="SUBCOMMAND")
     wsub.required = True
@@ -156,6 +167,62 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--scale-set", default=None, help="only this scale set")
     _common(p, topology=True)
     p.set_defaults(handler=_warm_pool)
+
+
+def _register_managed_apply(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    top = sub.add_parser("managed-apply", help="the managed ARC apply: scope, reap, freeze, drain, guard, apply, "
+                                               "restore, prove")
+    msub = top.add_subparsers(dest="managed_apply_command", metavar="SUBCOMMAND")
+    msub.required = True
+    for name, help_ in (("plan", "dry run: what the procedure would scope, freeze, drain, apply and restore"),
+                        ("run", "run the procedure (exit codes: see `flywheel-runtime managed-apply run -h`)")):
+        p = msub.add_parser(name, help=help_)
+        p.add_argument("--runs-on", metavar="LABEL", default=None,
+                       help="the runner class this runs on (default: $FLYWHEEL_RUNNER_CLASS); refused when quiesced")
+        p.add_argument("--drain-timeout", type=_seconds, default=None, metavar="S",
+                       help="bounded drain for busy shared runners (default: the topology's, 1200)")
+        p.add_argument("--settle-timeout", type=_seconds, default=None, metavar="S",
+                       help="bounded wait for sets and listeners after the reap (default: the topology's, 120)")
+        p.add_argument("--interval", type=_seconds, default=2.0, metavar="S", help="poll interval (default 2)")
+        p.add_argument("--listener-namespace", default=None, help="listeners' namespace (default: all)")
+        if name == "run":
+            p.add_argument("--snapshot", metavar="FILE", default=None,
+                           help="also write the cap snapshot here (the failure rollback)")
+            p.add_argument("--prove-grace", type=_seconds, default=60.0, metavar="S",
+                           help="listener proof grace window (default 60)")
+            p.add_argument("--prove-deadline", type=_seconds, default=300.0, metavar="S",
+                           help="listener proof deadline (default 300)")
+        _common(p, topology=True)
+        p.set_defaults(handler=_managed_apply)
+
+
+def _managed_apply(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flywheel_runtime.audit import managed_apply as ma
+    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.topology import load
+
+    topo = load(args.topology)
+    cfg = topo.arc.managed_apply if topo.arc else None
+    opts = ma.Options(
+        runs_on=args.runs_on or ma.default_runs_on(),
+        drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else
+        (cfg.drain_timeout_s if cfg else 1200.0),
+        settle_timeout_s=args.settle_timeout if args.settle_timeout is not None else
+        (cfg.settle_timeout_s if cfg else 120.0),
+        interval_s=args.interval, listener_namespace=args.listener_namespace, topology_path=args.topology,
+        snapshot_path=Path(args.snapshot) if getattr(args, "snapshot", None) else None,
+        prove_grace_s=getattr(args, "prove_grace", 60.0), prove_deadline_s=getattr(args, "prove_deadline", 300.0),
+    )
+    proc = ma.Procedure(connect(args.kubeconfig), topo, opts)
+    try:
+        proc.plan_view() if args.managed_apply_command == "plan" else proc.run()
+    finally:  # the report, also when a step fails (its error line and exit code follow)
+        report = getattr(proc, "last_report", None)
+        if report is not None:
+            _emit(args, report.to_dict(), ma.render_text(report))
+    return 0
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -110,6 +110,18 @@ class Cluster:
             return self.custom.patch_namespaced_custom_object(ARC_GROUP, ARC_VERSION, namespace, plural, name, body,
                                                               _request_timeout=REQUEST_TIMEOUT_S)
 
+    def apply_arc(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply one ARC object (the chart's AutoscalingRunnerSet)."""
+        from kubernetes import dynamic
+
+        meta = body["metadata"]
+        with api_errors(self, f"applying {body['kind']} {meta.get('namespace')}/{meta['name']}"):
+            res = dynamic.DynamicClient(self.api_client).resources.get(api_version=body["apiVersion"],
+                                                                       kind=body["kind"])
+            out = res.server_side_apply(body=body, namespace=meta.get("namespace"), field_manager="flywheel-runtime",
+                                        force_conflicts=True, _request_timeout=REQUEST_TIMEOUT_S)
+        return dict(out.to_dict())
+
     def delete_arc(self, plural: str, namespace: str, name: str, *,
                    resource_version: str | None = None) -> bool:
         """Graceful delete (no grace override), guarded by resourceVersion when given.

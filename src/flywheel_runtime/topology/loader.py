@@ -19,6 +19,7 @@ from flywheel_runtime.topology.model import (
     GitLabRunner,
     LabelTaxonomy,
     Listener,
+    ManagedApply,
     Node,
     NodeSelectorRequirement,
     Overlay,
@@ -191,6 +192,15 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
     arc = Arc(arc_doc["version"], arc_doc["namespace"], controller, DindLayout(
         images[dd["image"]], dd["docker_group_gid"], dd["wait_for_docker_s"], dd["startup_period_s"],
         dd["startup_failure_threshold"], _version(doc["kubernetes_version"]) >= (1, 29)))
+    ma = arc_doc["managed_apply"]
+    for i, label in enumerate([*ma["freeze_labels"], *ma["runs_on"]]):
+        if label not in doc["runner_classes"]:
+            field_ = (f"freeze_labels[{i}]" if i < len(ma["freeze_labels"])
+                      else f"runs_on[{i - len(ma['freeze_labels'])}]")
+            raise _fail(source, f"arc.managed_apply.{field_}", "one of the runner classes", label)
+    arc = Arc(arc.version, arc.namespace, arc.controller, arc.dind,
+              ManagedApply(tuple(ma["freeze_labels"]), ma["drain_timeout_s"], ma["settle_timeout_s"],
+                           tuple(ma["runs_on"])))
     listener_defaults = arc_doc["listeners"]
 
     def listener_of(s: dict[str, Any], path: str) -> Listener:

@@ -300,13 +300,24 @@ class DindLayout:
 
 
 @dataclass(frozen=True)
+class ManagedApply:
+    """How a managed apply quiesces shared lanes: which, and for how long at most."""
+
+    freeze_labels: tuple[str, ...]
+    drain_timeout_s: int
+    settle_timeout_s: int
+    runs_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Arc:
-    """ARC's control plane: version, controller, dind layout."""
+    """ARC's control plane: version, controller, dind layout, managed apply."""
 
     version: str
     namespace: str
     controller: Controller
     dind: DindLayout
+    managed_apply: ManagedApply | None = None
 
 
 @dataclass(frozen=True)

@@ -311,12 +311,25 @@ class DindDoc:
 
 
 @_doc
+class ManagedApplyDoc:
+    """The managed ARC apply procedure (runner-topology.txt, May 15 and June 9 lessons)."""
+
+    # Shared lanes whose scale sets are max-frozen and drained before mutation.
+    freeze_labels: list[str]
+    drain_timeout_s: Positive = 1200
+    settle_timeout_s: Positive = 120
+    # The procedure's own lane, then its fallback: never one it quiesces.
+    runs_on: list[str] = field(default_factory=list)
+
+
+@_doc
 class ArcDoc:
     version: Annotated[str, Pattern(r"^[0-9]+\.[0-9]+\.[0-9]+$", 'a version like "0.14.0"')]
     namespace: Name = "arc-systems"
     controller: ControllerDoc
     listeners: ListenerDoc
     dind: DindDoc
+    managed_apply: ManagedApplyDoc
 
 
 @_doc
