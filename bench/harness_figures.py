@@ -71,7 +71,9 @@ def main() -> int:
         lat = {}
         for ss in topo.scale_sets:
             runs = [pod_latency(kube, topo, "figures", ss.name) for _ in range(args.rounds)]
-            lat[ss.name] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+            # medians of the timings; pod_latency also names the node (a string)
+            lat[ss.name] = {k: round(statistics.median(r[k] for r in runs), 3) if isinstance(v, float) else v
+                            for k, v in runs[0].items()}
         report["pod_latency_median_s"] = lat
         scen = {}
         for name in ["quiet", "normal", "burst"] + (["max"] if args.max else []):
