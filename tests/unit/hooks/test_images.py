@@ -112,7 +112,11 @@ def test_one_target_per_topology_image(dockerfile) -> None:
 def test_bases_are_pinned(dockerfile) -> None:
     args, stages = dockerfile
     runtime = stages["runtime"]
-    assert re.fullmatch(r"ghcr\.io/actions/actions-runner:\d+\.\d+\.\d+", runtime.base), runtime.base
+    # production's default; the offline builder swaps it (and PYTHON_IMAGE, NODE_IMAGE) by build argument
+    assert "FROM ${RUNNER_BASE} AS runtime" in DOCKERFILE.read_text()
+    base = runtime.base.replace("${RUNNER_VERSION}", args["RUNNER_VERSION"])
+    assert re.fullmatch(r"ghcr\.io/actions/actions-runner:\d+\.\d+\.\d+", base), base
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", stages["node"].base), stages["node"].base
     assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", stages["wheel"].base), stages["wheel"].base
     assert re.fullmatch(r"v\d+\.\d+\.\d+", next(a.split("=", 1)[1] for a in stages["nix"].args("ARG")
                                                if a.startswith("NIX_INSTALLER_VERSION=")))
@@ -130,6 +134,21 @@ def test_wheel_is_built_and_installed(dockerfile) -> None:
     gpu = " ".join(stages["gpu"].args("RUN"))
     assert '"$1[gpu]"' in gpu and "mesa-vulkan-drivers" in gpu and "libvulkan1" in gpu
     assert "graphics" in _env(stages["gpu"])["NVIDIA_DRIVER_CAPABILITIES"]
+
+
+def test_gpu_image_carries_node_and_the_dawn_bindings(dockerfile) -> None:
+    from flywheel_runtime.canary.jobs import DAWN_DIR
+
+    _, stages = dockerfile
+    gpu = stages["gpu"]
+    copies = gpu.args("COPY")
+    assert "--from=node /usr/local/bin/node /usr/local/bin/node" in copies
+    assert f"canaries/dawn/ {DAWN_DIR}/" in copies
+    assert _env(gpu)["FLYWHEEL_DAWN_DIR"] == DAWN_DIR  # where canary.jobs points the GPU Job
+    run = " ".join(gpu.args("RUN"))
+    assert "node --version" in run and f"test -f {DAWN_DIR}/node_modules/webgpu/dist/linux-x64/dawn.node" in run
+    # Dawn rejects Debian 12's own lavapipe: the backports script runs (a no-op elsewhere)
+    assert "bash /tmp/install-mesa-backports.sh" in run
 
 
 def test_entrypoint_and_command(dockerfile) -> None:
@@ -167,7 +186,10 @@ def test_hooks_point_at_files_the_image_copies(dockerfile) -> None:
             target = dest + Path(src).name if dest.endswith("/") else dest
             copied[target] = REPO / src
             if src.startswith("images/hooks/"):
-                assert "--chmod=0755" in flags, "hook scripts must be executable in the image"
+                # plain COPY keeps git's 0755 (the legacy builder has no --chmod); the stage checks it
+                assert not flags, "the legacy builder takes no COPY flags but --from"
+    checks = " ".join(runtime.args("RUN"))
+    assert f"test -x {pod.hook_job_started}" in checks and f"test -x {pod.hook_job_completed}" in checks
     for hook, verb in ((pod.hook_job_started, "job-started"), (pod.hook_job_completed, "job-completed")):
         assert hook.endswith(".sh"), "the runner only runs .sh/.ps1 hooks"
         src = copied.get(hook)
@@ -208,7 +230,10 @@ def test_nix_image_ships_nix_and_seed_nix(dockerfile) -> None:
     _, stages = dockerfile
     nix = stages["nix"]
     run = " ".join(nix.args("RUN"))
-    assert "install.determinate.systems/nix/tag/${NIX_INSTALLER_VERSION}" in run and "--init none" in run
+    assert "nix-installer/releases/download/${NIX_INSTALLER_VERSION}/nix-installer-x86_64-linux" in run
+    assert 'echo "${NIX_INSTALLER_SHA256}  /tmp/nix-installer" | sha256sum -c -' in run and "--init none" in run
+    assert 'if [ -z "$NIX_INSTALLER_SHA256" ]' in run  # no checksum, no install
+    assert "nix-store --verify --check-contents" in run  # the offline (debian) store is checked too
     assert "flywheel-runtime seed-nix --help" in run
     assert _env(nix)["PATH"].startswith("/nix/var/nix/profiles/default/bin:")
     build_parser().parse_args(["seed-nix", "--source", "/nix", "--target", "/seed/nix"])  # the init container's call
