@@ -56,8 +56,12 @@ def available() -> bool:
             and shutil.which("debootstrap") is not None and os.geteuid() == 0)
 
 
-def cluster_config(topo: Any, name: str, *, kvm: bool | None = None) -> dict[str, Any]:
-    """kind's Cluster config: the topology's nodes plus what this host needs."""
+def cluster_config(topo: Any, name: str, *, kvm: bool | None = None,
+                   device_specs: tuple[Path, Path] | None = None) -> dict[str, Any]:
+    """kind's Cluster config: the topology's nodes plus what this host needs.
+
+    ``device_specs`` (a directory for the files, containerd's ``ctr``): the device
+    lanes' containerd handlers (topology/devices.yaml) on every node."""
     from flywheel_runtime.topology import render
 
     cfg = render.kind_config(topo)
@@ -79,6 +83,13 @@ def cluster_config(topo: Any, name: str, *, kvm: bool | None = None) -> dict[str
         # The KVM lanes' baseline is honey, kind's control-plane node.
         if have_kvm and node["role"] == "control-plane":
             node["extraMounts"] = [{"hostPath": KVM_DEVICE, "containerPath": KVM_DEVICE}]
+    if device_specs is not None:
+        from flywheel_runtime.topology import devices
+
+        patches, mounts = devices.kind_node_setup(topo, *device_specs)
+        cfg["containerdConfigPatches"] += patches
+        for node in cfg["nodes"]:
+            node["extraMounts"] = [*node.get("extraMounts", []), *mounts]
     return cfg
 
 
@@ -234,7 +245,8 @@ class KindBackend:
         cfg_path = self.state_dir / "kind-config.yaml"
         import yaml
 
-        cfg_path.write_text(yaml.safe_dump(cluster_config(topo, self.name), sort_keys=False))
+        specs = (self.state_dir / "device-specs", tc.tools["containerd"] / "ctr")
+        cfg_path.write_text(yaml.safe_dump(cluster_config(topo, self.name, device_specs=specs), sort_keys=False))
         t1 = time.monotonic()
         if self._exists(tc, env):
             say(f"deleting a stale kind cluster {self.name!r}")
@@ -253,7 +265,10 @@ class KindBackend:
             if not n.schedulable:
                 kube.core.patch_node(n.name, {"spec": {"unschedulable": True}})
         install_crds(kube, self.arc_crds, log=say)
-        for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo)]:
+        from flywheel_runtime.topology.devices import runtime_classes
+
+        for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo),
+                    *runtime_classes(topo)]:
             kube.apply(obj)
         st = json.loads(self._state_file.read_text())
         st.update({"image": image.name, "created_s": round(time.monotonic() - t1, 1),

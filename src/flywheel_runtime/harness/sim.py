@@ -283,7 +283,11 @@ class SimCluster:
         for obj in render.node_objects(topo):
             obj["metadata"]["labels"]["type"] = "kwok"
             kube.apply(obj)
-        for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo)]:
+        from flywheel_runtime.topology.devices import runtime_classes
+
+        # the device lanes' pods name a RuntimeClass: admission rejects them without it
+        for obj in [*render.namespaces(topo), *render.priority_classes(topo), *render.storage_classes(topo),
+                    *runtime_classes(topo)]:
             kube.apply(obj)
         install_crds(kube, self.arc_crds, log=say)
         say(f"bootstrapped {len(topo.nodes)} nodes, namespaces, priority and storage classes, ARC's CRDs")

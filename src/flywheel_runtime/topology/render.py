@@ -117,11 +117,11 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
             if ss.has_dind and v.mount_path == WORK_DIR:
                 # The chart's dind layout: the daemon sees the job's workspace at the same path.
                 dind_mounts.append(dict(mount))
-    for dev, path, kind in (("kvm", "/dev/kvm", "CharDevice"), ("dri", "/dev/dri", "Directory")):
-        if dev in ss.devices:
-            # Host pass-through with root access, not a device plugin.
-            volumes.append({"name": f"dev-{dev}", "hostPath": {"path": path, "type": kind}})
-            runner_mounts.append({"name": f"dev-{dev}", "mountPath": path})
+    # Declared devices come through the lane's RuntimeClass (topology/devices.yaml):
+    # a hostPath device is EPERM under runc's device cgroup on a real kubelet.
+    from flywheel_runtime.topology.devices import runtime_class_for
+
+    runtime_class = runtime_class_for(ss.devices)
     if ss.has_dind:
         # The chart's dind volumes (work, dind-sock, dind-externals); work is
         # an emptyDir unless the lane reserves it as a claim.
@@ -159,6 +159,8 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
         **_placement_spec(ss.placement),
         "containers": containers,
     }
+    if runtime_class:
+        spec["runtimeClassName"] = runtime_class
     if init_containers:
         spec["initContainers"] = init_containers
     if ss.seeds_nix:
@@ -527,7 +529,10 @@ def operator_rbac(topo: Topology) -> list[dict[str, Any]]:
 
 def cluster_objects(topo: Topology) -> list[dict[str, Any]]:
     """Everything the platform installs besides runner pods, in apply order."""
-    return [*namespaces(topo), *priority_classes(topo), *storage_classes(topo), *operator_rbac(topo),
+    from flywheel_runtime.topology.devices import runtime_classes
+
+    return [*namespaces(topo), *priority_classes(topo), *storage_classes(topo), *runtime_classes(topo),
+            *operator_rbac(topo),
             *gitlab_deployments(topo), *warm_pool_cronjobs(topo), cleanup_cronjob(topo)]
 
 

@@ -34,6 +34,26 @@ def test_kind_config_carries_the_topology_nodes() -> None:
     assert all("extraMounts" not in n for n in cluster_config(topo, "t", kvm=False)["nodes"])
 
 
+def test_kind_config_installs_the_device_lanes_handlers(tmp_path: Path) -> None:
+    import json
+
+    from flywheel_runtime.harness import build
+
+    ctr = build.cache_root() / "containerd" / build.KIND_TOOLS["containerd"].version / "bin" / "ctr"
+    if not ctr.exists():
+        pytest.skip(f"containerd's ctr is not built yet ({ctr})")
+    cfg = cluster_config(load(), "t", kvm=False, device_specs=(tmp_path, ctr))
+    handlers = [p for p in cfg["containerdConfigPatches"] if "base_runtime_spec" in p]
+    assert len(handlers) == 2 and all("SystemdCgroup = true" in h for h in handlers)
+    for node in cfg["nodes"]:  # every node: containerd reads the base specs at start
+        paths = {m["containerPath"]: m["hostPath"] for m in node["extraMounts"]}
+        assert set(paths) == {"/etc/containerd/flywheel-kvm-spec.json", "/etc/containerd/flywheel-dri-spec.json"}
+    kvm = json.loads((tmp_path / "flywheel-kvm-spec.json").read_text())
+    assert {"allow": True, "type": "c", "major": 10, "minor": 232, "access": "rwm"} in kvm["linux"]["resources"]["devices"]
+    assert any(d["path"] == "/dev/kvm" and d["fileMode"] == 0o666 for d in kvm["linux"]["devices"])
+    assert "CAP_SYS_ADMIN" not in kvm["process"]["capabilities"]["bounding"]  # containerd's default set, no more
+
+
 def test_kind_backend_refuses_clearly_without_an_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker, dockerd or debootstrap
     monkeypatch.delenv("DOCKER_HOST", raising=False)

@@ -27,6 +27,7 @@ KIND_MODELS = {
     ("batch/v1", "CronJob"): "V1CronJob",
     ("storage.k8s.io/v1", "StorageClass"): "V1StorageClass",
     ("scheduling.k8s.io/v1", "PriorityClass"): "V1PriorityClass",
+    ("node.k8s.io/v1", "RuntimeClass"): "V1RuntimeClass",
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
 }

@@ -130,11 +130,18 @@ def test_affinity_is_rendered_and_valid(variant) -> None:
             {"key": "kubernetes.io/hostname", "operator": "DoesNotExist"}]}]}
 
 
-def test_device_lanes_pass_host_devices_through(topo) -> None:
-    kvm = render.pod(topo, "tinyland-nix-kvm")["spec"]
-    assert {"name": "dev-kvm", "hostPath": {"path": "/dev/kvm", "type": "CharDevice"}} in kvm["volumes"]
-    gpu = render.pod(topo, "tinyland-nix-gpu")["spec"]
-    assert {"name": "dev-dri", "hostPath": {"path": "/dev/dri", "type": "Directory"}} in gpu["volumes"]
+def test_device_lanes_get_their_devices_through_a_runtime_class(topo) -> None:
+    # A hostPath device is EPERM under runc's device cgroup; privileged would hand over every device.
+    for name, rc in (("tinyland-nix-kvm", "flywheel-kvm"), ("tinyland-nix-gpu", "flywheel-dri")):
+        spec = render.pod(topo, name)["spec"]
+        assert spec["runtimeClassName"] == rc
+        assert not any("hostPath" in v for v in spec.get("volumes", []))
+        runner = spec["containers"][0]
+        assert "privileged" not in runner["securityContext"]
+    assert "runtimeClassName" not in render.pod(topo, "tinyland-nix")["spec"]
+    classes = {o["metadata"]["name"]: o for o in render.cluster_objects(topo) if o["kind"] == "RuntimeClass"}
+    assert {k: v["handler"] for k, v in classes.items()} == {"flywheel-kvm": "flywheel-kvm",
+                                                             "flywheel-dri": "flywheel-dri"}
 
 
 @pytest.mark.parametrize("name", SCALE_SETS)
