@@ -82,7 +82,8 @@ def test_from_prints_the_kept_documents_without_running(tmp_path: Path) -> None:
     assert _run(d, True, "--out", str(out)).returncode == 0
     assert (out / "a_bench.json").is_file()
     (out / "a_bench.json").write_text("{}")
-    (d / "a_bench.py").write_text((d / "a_bench.py").read_text().replace("sys.exit(", "open(sys.argv[0] + '.ran', 'w'); sys.exit("))
+    fake = (d / "a_bench.py").read_text()
+    (d / "a_bench.py").write_text(fake.replace("sys.exit(", "open(sys.argv[0] + '.ran', 'w'); sys.exit("))
     res = _run(d, True, "--from", str(out))
     assert res.returncode == 0 and "fake a_bench" in res.stdout
     assert not (d / "a_bench.py.ran").exists()
