@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 GROUP, VERSION = "actions.github.com", "v1alpha1"
+# What ARC's real CRDs require of every EphemeralRunner spec (and a set's ephemeralRunnerSpec).
+RUNNER_SPEC = {"githubConfigUrl": "https://github.com/tinyland-inc", "githubConfigSecret": "arc-github-app",
+               "runnerScaleSetId": 1}
 
 
 def cli(*argv: str, timeout: float = 120) -> tuple[int, Any, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.audit_helpers import ars, cli, create, names, owner_ref
+from tests.e2e.audit_helpers import RUNNER_SPEC, ars, cli, create, names, owner_ref
 
 pytestmark = pytest.mark.e2e
 
@@ -12,14 +12,14 @@ pytestmark = pytest.mark.e2e
 def _ers(kube, ns, name, owner, replicas, current):
     return create(kube, "ephemeralrunnersets", ns,
                   {"kind": "EphemeralRunnerSet", "metadata": {"name": name, "ownerReferences": [owner_ref(owner)]},
-                   "spec": {"replicas": replicas, "patchID": 0, "ephemeralRunnerSpec": {}}},
+                   "spec": {"replicas": replicas, "patchID": 0, "ephemeralRunnerSpec": dict(RUNNER_SPEC)}},
                   {"currentReplicas": current})
 
 
 def _runner(kube, ns, name, owner, job=None, phase="Running"):
     return create(kube, "ephemeralrunners", ns,
                   {"kind": "EphemeralRunner", "metadata": {"name": name, "ownerReferences": [owner_ref(owner)]},
-                   "spec": {"githubConfigUrl": "https://github.com/tinyland-inc"}},
+                   "spec": dict(RUNNER_SPEC)},
                   {"phase": phase, "ready": phase == "Running", **(job or {})})
 
 
@@ -114,8 +114,12 @@ def test_finalizer_held_runner_hits_the_bounded_settle_wait(flywheel_cluster) ->
         ers = _ers(c.kube, ns, "kvm-ers", owner, 0, 1)
         r = create(c.kube, "ephemeralrunners", ns,
                    {"kind": "EphemeralRunner", "metadata": {"name": "kvm-idle", "ownerReferences": [owner_ref(ers)],
-                                                            "finalizers": ["actions.github.com/test-hold"]},
-                    "spec": {}}, {"phase": "Running"})
+                                                            # ARC's own finalizers (../shared/arc/README.md)
+                                                            "finalizers": [
+                                                                "ephemeralrunner.actions.github.com/finalizer",
+                                                                "ephemeralrunner.actions.github.com/"
+                                                                "runner-registration-finalizer"]},
+                    "spec": dict(RUNNER_SPEC)}, {"phase": "Running"})
         try:
             rc, _, err = cli("reap", "leaked-runners", "--apply", "--namespace", ns, "--settle-timeout", "2",
                              "--kubeconfig", str(c.kubeconfig))
