@@ -249,3 +249,18 @@ def test_every_target_ends_unprivileged(dockerfile) -> None:
 def test_build_script_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n", str(IMAGES / "build.sh")]).returncode == 0
     assert os.access(IMAGES / "build.sh", os.X_OK)
+
+
+def test_the_cronjobs_image_has_the_kubernetes_client(dockerfile) -> None:
+    from flywheel_runtime.topology import render
+
+    _, stages = dockerfile
+    topo = load()
+    by_tag = {tag: key for key, tag in topo.images.items()}
+    jobs = [*render.warm_pool_cronjobs(topo), render.cleanup_cronjob(topo)]
+    for cj in jobs:
+        c = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"] == ["flywheel-runtime"] and c["args"][0] in ("warm-pool", "cleanup")
+        stage = stages[by_tag[c["image"]]]
+        run = " ".join(stage.args("RUN"))
+        assert '"$1[k8s]"' in run and 'python -c "import kubernetes"' in run, f"{cj['metadata']['name']}: {c['image']}"
