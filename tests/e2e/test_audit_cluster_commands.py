@@ -29,6 +29,8 @@ def test_imagefs_reports_a_real_kubelet_and_refuses_a_kwok_node_in_one_line(flyw
         fss = {f["name"]: f for f in out["filesystems"]}
         assert {"rootfs", "imagefs"} <= set(fss), out
         assert all(0 < f["available_bytes"] <= f["capacity_bytes"] for f in fss.values()), out
+        # The node's own verdicts sit beside the figures.
+        assert set(out["conditions"]) == {"Ready", "DiskPressure"} and out["conditions"]["Ready"] == "True", out
     else:
         assert rc == 12, err
         lines = err.strip().splitlines()

@@ -249,13 +249,18 @@ def _imagefs(args: argparse.Namespace) -> int:
         containerfs_percent=th.containerfs_percent if args.imagefs_threshold is None else args.imagefs_threshold,
         warning_percent=th.warning_percent if args.warning_percent is None else args.warning_percent,
     )
+    conditions: dict[str, str] = {}
     if args.stats_file:
         summary = imagefs.load_stats_file(args.stats_file)
     else:
         from flywheel_runtime.audit.kube import connect
 
-        summary = imagefs.fetch_summary(connect(args.kubeconfig), args.node)
+        cluster = connect(args.kubeconfig)
+        summary = imagefs.fetch_summary(cluster, args.node)
+        conditions = imagefs.fetch_conditions(cluster, args.node)
     report = imagefs.audit_summary(summary, th, node=args.node)
+    if conditions:
+        report = imagefs.with_conditions(report, conditions)
     _emit(args, report.to_dict(), imagefs.render_text(report))
     failing = {"critical": {imagefs.CRITICAL}, "warning": {imagefs.CRITICAL, imagefs.WARNING}}[args.fail_on]
     return 1 if report.status in failing else 0

@@ -15,7 +15,10 @@ filesystem:
 * healthy: otherwise.
 
 The node's verdict is the worst of its filesystems.  bumble's 2026-04-29
-figures (11.4 GiB, 16.3 % of 69.9 GiB) are "warning".
+figures (11.4 GiB, 16.3 % of 69.9 GiB) are "warning".  Live, the node's own
+``Ready`` and ``DiskPressure`` conditions are reported beside the figures (as
+the document's audits quote them), and ``DiskPressure=True`` is critical
+whatever the figures say: the kubelet is already evicting.
 
 Exit codes of ``flywheel-runtime audit imagefs``: 0 healthy or warning, 1
 critical; with ``--fail-on warning`` a warning exits 1 too.  A stats summary
@@ -71,6 +74,8 @@ class NodeReport:
     status: str
     filesystems: list[FsReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The node's Ready and DiskPressure conditions ("True", "False", "Unknown"); empty offline.
+    conditions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "flywheel.tinyland.dev/imagefs-audit/v1", **asdict(self)}
@@ -103,6 +108,35 @@ def _fs(name: str, where: str, data: Any, th: Thresholds) -> FsReport:
     evict = th.eviction(name)
     return FsReport(name, where, avail, cap, round(pct, 2), evict, th.warning_percent,
                     classify(pct, evict, th.warning_percent))
+
+
+CONDITIONS = ("Ready", "DiskPressure")
+
+
+def node_conditions(node: Any) -> dict[str, str]:
+    """Pure: the Ready and DiskPressure conditions of a Node (Kubernetes JSON)."""
+    conds = ((node or {}).get("status") or {}).get("conditions") or []
+    out = {c.get("type"): str(c.get("status")) for c in conds if c.get("type") in CONDITIONS}
+    return {k: out.get(k, "Unknown") for k in CONDITIONS}
+
+
+def with_conditions(report: NodeReport, conditions: dict[str, str]) -> NodeReport:
+    """The report with the node's conditions; DiskPressure=True makes it critical."""
+    status, notes = report.status, list(report.notes)
+    if conditions.get("DiskPressure") == "True":
+        status = CRITICAL
+        notes.append("the kubelet reports DiskPressure=True: it is evicting pods now")
+    if conditions.get("Ready") not in (None, "True"):
+        notes.append(f"the node is not Ready (Ready={conditions.get('Ready')})")
+    return NodeReport(report.node, status, report.filesystems, notes, dict(conditions))
+
+
+def fetch_conditions(cluster: Any, node: str) -> dict[str, str]:
+    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+
+    with api_errors(cluster, f"reading node {node}"):
+        obj = cluster.core.read_node(node, _request_timeout=REQUEST_TIMEOUT_S)
+    return node_conditions(cluster.to_dict(obj))
 
 
 def audit_summary(summary: Any, thresholds: Thresholds | None = None, node: str | None = None) -> NodeReport:
@@ -186,7 +220,8 @@ def fetch_summary(cluster: Any, node: str) -> Any:
 
 def render_text(r: NodeReport) -> str:
     gib = 1024 ** 3
-    lines = [f"node {r.node}: {r.status}"]
+    conds = ", ".join(f"{k}={v}" for k, v in r.conditions.items())
+    lines = [f"node {r.node}: {r.status}" + (f" ({conds})" if conds else "")]
     for f in r.filesystems:
         lines.append(f"  {f.name:<12} {f.available_bytes / gib:8.1f} GiB free of {f.capacity_bytes / gib:8.1f} GiB "
                      f"({f.available_percent:5.1f} %)  eviction <{f.eviction_percent:g} %, warning <"

@@ -12,8 +12,11 @@ The capacity math is the topology package's
 only arranges it per label and node and joins live AutoscalingRunnerSet state.
 
 Live mode also flags what the topology does not describe: scale sets whose
-live maxRunners differs from the topology (cap drift), and live scale sets
-the topology does not know (repo-shaped residue, migration debt).
+live maxRunners differs from the topology (cap drift), whose containers' live
+requests and limits differ from the topology's envelope (envelope drift), or
+whose runner pods or listener land elsewhere than the topology places them
+(placement drift), and live scale sets the topology does not know
+(repo-shaped residue, migration debt).
 """
 
 from __future__ import annotations
@@ -38,6 +41,50 @@ def _envelope(ss: ScaleSet) -> dict[str, Any]:
 def _placement(ss: ScaleSet) -> dict[str, Any]:
     return {"node": ss.node, "node_selector": dict(ss.placement.node_selector),
             "tolerations": [t.as_k8s() for t in ss.placement.tolerations]}
+
+
+def _placement_of(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"nodeSelector": spec.get("nodeSelector") or {}, "tolerations": spec.get("tolerations") or [],
+            "affinity": spec.get("affinity") or {}}
+
+
+def drift(topo: Topology, ss: ScaleSet, live: dict[str, Any]) -> list[str]:
+    """Pure: how a live AutoscalingRunnerSet's envelopes and placement differ
+    from what the topology renders for it (beyond caps)."""
+    from flywheel_runtime.topology import render
+
+    want = render.autoscaling_runner_set(topo, ss.name)["spec"]
+    have = live.get("spec") or {}
+    key = f"{ss.namespace}/{ss.name}"
+    out = []
+    tmpl_want = (want.get("template") or {}).get("spec") or {}
+    tmpl_have = (have.get("template") or {}).get("spec") or {}
+
+    def containers(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {c.get("name"): c.get("resources") or {} for c in
+                [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]}
+
+    live_c = containers(tmpl_have)
+    for name, res in containers(tmpl_want).items():
+        if name in live_c and live_c[name] != res:
+            out.append(f"envelope drift: {key} container {name}: live {_show(live_c[name])} != topology {_show(res)}")
+        elif name not in live_c:
+            out.append(f"envelope drift: {key} container {name} is missing live")
+    for what, w, h in (("runner pods", tmpl_want, tmpl_have),
+                       ("listener", (want.get("listenerTemplate") or {}).get("spec") or {},
+                        (have.get("listenerTemplate") or {}).get("spec") or {})):
+        pw, ph = _placement_of(w), _placement_of(h)
+        for field_ in ("nodeSelector", "tolerations", "affinity"):
+            if pw[field_] != ph[field_]:
+                out.append(f"placement drift: {key} {what}: live {field_} {_show(ph[field_])} != topology "
+                           f"{_show(pw[field_])}")
+    return out
+
+
+def _show(v: Any) -> str:
+    import json
+
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
 def _live_label(ars: dict[str, Any], topo: Topology) -> str:
@@ -91,6 +138,8 @@ def audit(topo: Topology, live: list[dict[str, Any]] | None = None) -> dict[str,
                     if spec.get("maxRunners") != ss.max_runners:
                         flags.append(f"cap drift: {ss.namespace}/{ss.name} live maxRunners {spec.get('maxRunners')}"
                                      f" != topology {ss.max_runners}")
+                    row["drift"] = drift(topo, ss, ars)
+                    flags += row["drift"]
             rows.append(row)
         # Per pinned node: can the node admit the summed caps of this label's
         # sets there?  Same math as capacity.labels, on that node's subset.

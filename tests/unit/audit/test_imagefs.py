@@ -116,3 +116,27 @@ def test_classify_boundaries() -> None:
 def test_malformed_structures_raise_cluster_error(bad: object) -> None:
     with pytest.raises(ClusterError, match="malformed stats summary"):
         audit_summary(bad, Thresholds())
+
+
+def test_node_conditions_sit_beside_the_figures() -> None:
+    from flywheel_runtime.audit import imagefs
+
+    node = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "False"},
+                                      {"type": "MemoryPressure", "status": "False"}]}}
+    assert imagefs.node_conditions(node) == {"Ready": "True", "DiskPressure": "False"}
+    assert imagefs.node_conditions({}) == {"Ready": "Unknown", "DiskPressure": "Unknown"}
+    base = imagefs.NodeReport("bumble", imagefs.WARNING)
+    r = imagefs.with_conditions(base, imagefs.node_conditions(node))
+    assert (r.status, r.conditions, r.notes) == ("warning", {"Ready": "True", "DiskPressure": "False"}, [])
+    assert imagefs.render_text(r).splitlines()[0] == "node bumble: warning (Ready=True, DiskPressure=False)"
+    assert r.to_dict()["conditions"] == {"Ready": "True", "DiskPressure": "False"}
+
+
+def test_disk_pressure_is_critical_whatever_the_figures() -> None:
+    from flywheel_runtime.audit import imagefs
+
+    r = imagefs.with_conditions(imagefs.NodeReport("bumble", imagefs.HEALTHY),
+                                {"Ready": "False", "DiskPressure": "True"})
+    assert r.status == imagefs.CRITICAL
+    assert r.notes == ["the kubelet reports DiskPressure=True: it is evicting pods now",
+                       "the node is not Ready (Ready=False)"]
