@@ -46,8 +46,5 @@ def get_backend(name: str | None = None, cluster_name: str = "flywheel", arc_crd
     if name == "kind":
         from flywheel_runtime.harness.kind import KindBackend
 
-        backend = KindBackend(name=cluster_name)
-        if crds is not None:
-            backend.arc_crds = crds  # type: ignore[attr-defined]  # read by harness.arc.install_crds callers
-        return backend
+        return KindBackend(name=cluster_name, arc_crds=crds)
     raise ValueError(f"unknown cluster backend {name!r} (expected one of {', '.join(BACKENDS)})")
