@@ -57,7 +57,8 @@ def available() -> bool:
 
 
 def cluster_config(topo: Any, name: str, *, kvm: bool | None = None,
-                   device_specs: tuple[Path, Path] | None = None) -> dict[str, Any]:
+                   device_specs: tuple[Path, Path] | None = None,
+                   restrict_oom: bool | None = None) -> dict[str, Any]:
     """kind's Cluster config: the topology's nodes plus what this host needs.
 
     ``device_specs`` (a directory for the files, containerd's ``ctr``): the device
@@ -78,6 +79,15 @@ def cluster_config(topo: Any, name: str, *, kvm: bool | None = None,
     # images are loaded, and a pull attempt never sends a packet out.
     cfg["containerdConfigPatches"] = [
         '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n']
+    if restrict_oom is None:
+        from flywheel_runtime.harness import engine
+
+        restrict_oom = "CAP_SYS_RESOURCE" in engine.missing_capabilities()
+    if restrict_oom:
+        # Without CAP_SYS_RESOURCE (not in this host's bounding set) runc cannot lower a
+        # container's oom_score_adj below containerd's own (the pause sandbox asks for
+        # -998): containerd clamps it instead, as on rootless nodes.
+        cfg["containerdConfigPatches"].append('[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n')
     have_kvm = Path(KVM_DEVICE).exists() if kvm is None else kvm
     for node in cfg["nodes"]:
         # The KVM lanes' baseline is honey, kind's control-plane node.
@@ -368,7 +378,7 @@ def main() -> None:  # pragma: no cover - regenerates kind/cluster.yaml
 
     from flywheel_runtime.topology import load
 
-    cfg = cluster_config(load(), "flywheel", kvm=True)
+    cfg = cluster_config(load(), "flywheel", kvm=True, restrict_oom=False)
     sys.stdout.write("# Rendered from the topology by `python -m flywheel_runtime.harness.kind`; do not edit.\n")
     sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
 
