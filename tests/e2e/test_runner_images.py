@@ -310,8 +310,11 @@ def _canary_job(c: Any, lane: str, command: list[str] | None = None) -> dict[str
 
 
 def _report(log: str) -> dict[str, Any]:
-    start = log.index("{")
-    return json.loads(log[start:log.rindex("}") + 1])
+    """The --json document in a pod log that also carries stderr lines."""
+    lines = log.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("{"))
+    end = max(i for i, ln in enumerate(lines) if ln.startswith("}"))
+    return json.loads("\n".join(lines[start:end + 1]))
 
 
 def test_kvm_canary_job_passes_in_the_kvm_lane(kind_cluster: Any, ns: str) -> None:
@@ -383,7 +386,7 @@ def test_cronjobs_run_as_jobs_with_their_rbac_and_do_their_work(kind_cluster: An
     ars["spec"]["minRunners"] = want + 3
     kube.apply(ars)
     custom = client.CustomObjectsApi(kube.core.api_client)
-    ghost = None
+    ghost, ghost_node = None, f"flywheel-no-kubelet-{suffix}"
     try:
         for cj in render.warm_pool_cronjobs(TOPO):
             phase, log, code = _run_job(kind_cluster, cj["metadata"]["namespace"], _job_from_cronjob(cj, suffix))
@@ -392,10 +395,13 @@ def test_cronjobs_run_as_jobs_with_their_rbac_and_do_their_work(kind_cluster: An
         got = custom.get_namespaced_custom_object("actions.github.com", "v1alpha1", ss.namespace,
                                                   "autoscalingrunnersets", ss.name)
         assert got["spec"]["minRunners"] == want
-        # cleanup: a pod that finished long ago (bound to no kubelet, so its status stays as set)
+        # cleanup: a pod that finished long ago, bound to a Node object with no kubelet behind
+        # it (so its status stays as set, and the pod GC keeps it: the node exists)
         ghost = f"finished-long-ago-{suffix}"
+        kube.core.create_node({"metadata": {"name": ghost_node}, "spec": {
+            "unschedulable": True, "taints": [{"key": "flywheel.tinyland.dev/no-kubelet", "effect": "NoSchedule"}]}})
         kube.core.create_namespaced_pod(ss.namespace, {
-            "metadata": {"name": ghost}, "spec": {"nodeName": "flywheel-no-such-node",
+            "metadata": {"name": ghost}, "spec": {"nodeName": ghost_node,
                                                   "containers": [{"name": "c", "image": TOPO.images["nix"]}]}})
         old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)).isoformat()
         kube.core.patch_namespaced_pod_status(ghost, ss.namespace, {"status": {"phase": "Succeeded",
@@ -417,6 +423,7 @@ def test_cronjobs_run_as_jobs_with_their_rbac_and_do_their_work(kind_cluster: An
                                                "autoscalingrunnersets", ss.name)
         if ghost:
             kube.delete_pod(ss.namespace, ghost)
+            kind_cluster.kubectl("delete", "--ignore-not-found", "node", ghost_node)
         for j in client.BatchV1Api(kube.core.api_client).list_namespaced_job(ss.namespace).items:
             if j.metadata.name.endswith(suffix):
                 client.BatchV1Api(kube.core.api_client).delete_namespaced_job(
