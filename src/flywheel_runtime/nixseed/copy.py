@@ -121,8 +121,11 @@ class Copier:
 
     def __init__(self, stats: Stats, *, root_fd: int, keep_top: frozenset[str] = frozenset(),
                  trust_meta: bool = False, jobs: int = 1, fanout: str | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, pool: Callable[..., Any] | None = None) -> None:
         self.stats = stats
+        # The worker pool a fan-out runs on (nixseed.workers.Workers), injected by
+        # the caller: workers drive copiers, so this module does not import them.
+        self.pool = pool
         # True only when the target was last written by an interrupted seed of this
         # same source: then equal metadata means an equal file (mtime is set last).
         # Otherwise (another image, unknown content) equal metadata is confirmed by
@@ -552,9 +555,9 @@ class Copier:
         registry = self.links
         if farm is not None:  # workers copy the farm first, then link every other name from it
             self.links = FarmLinks(self.links, os.dup(farm.dfd), farm.index, farm.dev)
-        from flywheel_runtime.nixseed.workers import Workers
-
-        self._workers = Workers(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
+        if self.pool is None:  # a bug: fanout was asked for without a pool to run it
+            raise RuntimeError("Copier: a fan-out directory needs a worker pool (pool=Workers)")
+        self._workers = self.pool(self, sdir, ddir, rel, units, stale_tmp, fresh, farm)
         try:
             done = self._workers.run()
         finally:

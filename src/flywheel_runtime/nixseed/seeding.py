@@ -294,6 +294,13 @@ def _cgroup_cpu_quota(root: Path) -> int | None:
         return None
 
 
+def _worker_pool() -> Any:
+    """The worker processes a fan-out runs on (imported only when jobs > 1)."""
+    from flywheel_runtime.nixseed.workers import Workers
+
+    return Workers
+
+
 def _fanout_dir(src_fd: int) -> str:
     """Which directory's entries the workers share: the source root, or its
     widest subdirectory when that is wider (``store`` in a /nix)."""
@@ -380,7 +387,8 @@ def seed(source: str | Path, target: str | Path, *, jobs: int = 0, lock_timeout:
                     try:
                         copier = Copier(stats, root_fd=dst_fd, keep_top=frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME}),
                                         trust_meta=partial == identity.encode(), jobs=jobs,
-                                        fanout=_fanout_dir(src_fd) if jobs > 1 else None)
+                                        fanout=_fanout_dir(src_fd) if jobs > 1 else None,
+                                        pool=_worker_pool() if jobs > 1 else None)
                         ticker = _Progress(copier.snapshot, total, progress or sys.stderr,
                                            progress_interval if progress is not False else 0)
                         copier.tick = ticker.tick
