@@ -97,7 +97,7 @@ def test_just_in_time_recheck_spares_a_runner_that_took_a_job(flywheel_cluster) 
                             {"status": {"jobRequestId": 9100, "jobDisplayName": "late job"}})
                 return items
 
-        cluster = RacingCluster(**vars(base))
+        cluster = RacingCluster(base.api_client, base.kubeconfig)
         result = reaper.reap(cluster, ns, apply=True, settle_timeout_s=30)
         assert {"name": "heavy-idle", "why": "picked up a job"} in result.spared
         assert f"{ns}/heavy-idle" not in result.deleted

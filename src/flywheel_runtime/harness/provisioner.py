@@ -44,11 +44,12 @@ def _pv_for(pvc: object, node: str, provisioner: str, reclaim: str) -> dict:
 
 
 def run(kubeconfig: str, interval: float = 0.25) -> None:
-    from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
-    config.load_kube_config(kubeconfig)
-    core, storage = client.CoreV1Api(), client.StorageV1Api()
+    from flywheel_runtime.harness.kube import Kube
+
+    kube = Kube(kubeconfig)
+    core, storage = kube.core, kube.storage
     while True:
         try:
             classes = {sc.metadata.name: sc for sc in storage.list_storage_class().items}
