@@ -292,3 +292,44 @@ def test_render_cli_missing_scale_set_is_usage_error() -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "pod"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "needs a SCALE_SET" in out.stderr
+
+
+def test_controller_values_place_the_controller_on_honey_with_metrics_on_8080(topo) -> None:
+    v = render.controller_values(topo)
+    assert (v["replicaCount"], v["fullnameOverride"]) == (1, "arc-gha-rs-controller")
+    assert v["nodeSelector"] == {"kubernetes.io/hostname": "honey"} and v["tolerations"] == []
+    assert v["metrics"] == {"controllerManagerAddr": ":8080", "listenerAddr": ":8080", "listenerEndpoint": "/metrics"}
+    assert v["image"] == {"repository": "ghcr.io/actions/gha-runner-scale-set-controller", "tag": "0.14.0"}
+    # The scale-set chart binds its manager role to exactly this account.
+    sa = render.helm_values(topo, "tinyland-nix")["controllerServiceAccount"]
+    assert (sa["name"], sa["namespace"]) == (v["serviceAccount"]["name"], topo.arc.namespace)
+
+
+def test_listener_and_controller_pods_carry_their_placement(topo) -> None:
+    pods = {s.name: render.listener_pod(topo, s.name) for s in topo.scale_sets}
+    for name, p in pods.items():
+        validate(p)
+        assert p["metadata"]["namespace"] == "arc-systems"
+        assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "sting" if name == "tinyland-docker"
+                                             else "honey"}
+        assert p["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "50m", "memory": "64Mi"}
+    assert pods["tinyland-docker"]["spec"]["tolerations"] == [
+        {"key": "dedicated.tinyland.dev/compute-expansion", "operator": "Equal", "value": "true",
+         "effect": "NoSchedule"}]
+    ctl = render.controller_pod(topo)
+    validate(ctl)
+    assert ctl["spec"]["containers"][0]["ports"] == [{"containerPort": 8080, "name": "metrics"}]
+
+
+@pytest.mark.parametrize("target,kinds", [
+    ("controller-values", None), ("scale-sets", {"AutoscalingRunnerSet"}), ("listeners", {"Pod"})])
+def test_render_cli_arc_targets(topo, target, kinds) -> None:
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", target],
+                         capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+    if kinds is None:
+        assert docs == [render.controller_values(topo)]
+    else:
+        assert {d["kind"] for d in docs} == kinds and len(docs) == len(topo.scale_sets)
+        for d in docs:
+            validate(d)
