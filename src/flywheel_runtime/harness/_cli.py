@@ -67,6 +67,12 @@ def _placement(args: argparse.Namespace) -> int:
     if not st["running"]:
         raise KubeconfigError(f"{st['backend']} cluster {backend.name!r} is not running; "
                               f"run `flywheel-runtime cluster up --name {backend.name}` first")
-    landings = place_all(Kube(backend.kubeconfig), load())
+    # kind's nodes are this machine's size: envelopes are scaled, placement is not.
+    if st["backend"] == "kind":
+        import sys
+
+        print("placement: kind nodes have this machine's allocatable; every lane's envelope is scaled by one "
+              "factor per resource (selectors, affinity, tolerations and claims as rendered)", file=sys.stderr)
+    landings = place_all(Kube(backend.kubeconfig), load(), scaled=st["backend"] == "kind")
     print(json.dumps(as_json(landings), indent=2) if args.json else table(landings))
     return 0 if all(ld.ok for ld in landings) else 1

@@ -137,6 +137,11 @@ class KindBackend:
     def _state_file(self) -> Path:
         return self.state_dir / "state.json"
 
+    @property
+    def _host_record(self) -> Path:
+        """What the host looked like before the first kind cluster (shared by all of them)."""
+        return self.cache / "clusters" / "kind-host.json"
+
     def _say(self, log: Any) -> Any:
         return log or (lambda msg: print(f"cluster: {msg}", file=sys.stderr, flush=True))
 
@@ -240,14 +245,17 @@ class KindBackend:
         os.environ["DOCKER_HOST"] = env.get("DOCKER_HOST", "")  # pytest-kind's subprocesses inherit it
         if not os.environ["DOCKER_HOST"]:
             del os.environ["DOCKER_HOST"]
-        if self._state_file.exists() and self._exists(tc, env) and self.kubeconfig.exists():
+        if self._state_file.exists() and self.status()["running"]:
             say(f"reusing running kind cluster {self.name!r}")
             return self.kubeconfig
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self._host_record.exists():
+            # Before the first node of any kind cluster starts: the kubelets rewrite
+            # these host-wide, and the last cluster's down puts them back.
+            self._host_record.parent.mkdir(parents=True, exist_ok=True)
+            self._host_record.write_text(json.dumps({"sysctls": engine.read_sysctls()}))
         if not self._state_file.exists():
-            # Before any node starts: the kubelets rewrite these host-wide.
-            self._state_file.write_text(json.dumps({"sysctls": engine.read_sysctls(),
-                                                    "engine_owned": eng.owned}))
+            self._state_file.write_text(json.dumps({"engine_owned": eng.owned}))
         image = nodeimage.build_node_image(eng, tc, root=self.root, log=say)
         eng.ensure_network()
         if not engine.guard_present():
@@ -292,11 +300,11 @@ class KindBackend:
         from flywheel_runtime.harness import engine
 
         say = (lambda m: None) if quiet else self._say(None)
-        st = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
         eroot = engine.engine_root(self.cache)
         own_env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}")
         env = own_env if (eroot / "engine.json").exists() else dict(os.environ)
         did = False
+        others: list[str] = []
         kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
         if kind_bin.exists() and engine.answers(env):
             proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
@@ -307,12 +315,20 @@ class KindBackend:
                 did = True
             others = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True,
                                     text=True).stdout.split()
-            if not others:
+        problems: list[str] = []
+        if others:
+            # Another kind cluster still runs on this engine: its network, rules,
+            # engine and the host's rewritten sysctls stay until the last one goes.
+            say(f"kind clusters still running ({', '.join(others)}): the engine and the host record stay")
+        else:
+            if engine.answers(env):
                 engine.Engine(root=eroot, env=env, owned=False).remove_network()
-        problems = engine.write_sysctls(st.get("sysctls", {}))
-        if engine.stop(self.cache):
-            say("stopped the harness's dockerd and put the host's rules and sysctls back")
-            did = True
+            if self._host_record.exists():
+                problems = engine.write_sysctls(json.loads(self._host_record.read_text()).get("sysctls", {}))
+                self._host_record.unlink()
+            if engine.stop(self.cache):
+                say("stopped the harness's dockerd and put the host's rules and sysctls back")
+                did = True
         shutil.rmtree(self.state_dir, ignore_errors=True)
         shutil.rmtree(Path(".pytest-kind") / self.name, ignore_errors=True)
         if problems:
@@ -344,14 +360,22 @@ class KindBackend:
         eroot = engine.engine_root(self.cache)
         env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}") \
             if (eroot / "engine.json").exists() else dict(os.environ)
-        running = False
+        running, comps = False, {}
         kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
         if self.kubeconfig.exists() and kind_bin.exists() and engine.answers(env):
+            comps["engine"] = "running (ours)" if st.get("engine_owned") else "running (host's)"
             proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
-            running = self.name in proc.stdout.split()
+            if self.name in proc.stdout.split():
+                # The node containers exist; running means the API server answers too.
+                kubectl = self.cache / "kubernetes" / build.KUBERNETES_VERSION / "bin" / "kubectl"
+                ready = subprocess.run([str(kubectl), "--kubeconfig", str(self.kubeconfig), "--request-timeout=5s",
+                                        "get", "--raw", "/readyz"], capture_output=True, text=True)
+                running = ready.returncode == 0 and ready.stdout.strip() == "ok"
+                comps["kube-apiserver"] = "running" if running else "not answering"
+        elif st:
+            comps["engine"] = "stopped"
         return {"backend": "kind", "name": self.name, "running": running, "kubeconfig": str(self.kubeconfig),
-                "image": st.get("image"), "components": {"engine": "ours" if st.get("engine_owned") else "host"}
-                if st else {}}
+                "image": st.get("image"), "components": comps}
 
 
 def prepare(root: Path | None = None) -> str:

@@ -26,16 +26,27 @@ class Landing:
         return self.node is not None and (self.expected_node is None or self.node == self.expected_node)
 
 
-def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement", timeout: float = 30) -> list[Landing]:
-    """Create, judge and delete one runner pod per scale set (and GitLab runners)."""
+def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement", timeout: float = 30, *,
+              scaled: bool = False) -> list[Landing]:
+    """Create, judge and delete one runner pod per scale set (and GitLab runners).
+
+    ``scaled``: envelopes scaled to the live nodes (kind's are this machine's; see
+    :mod:`.fit`), placement untouched."""
+    from flywheel_runtime.harness.fit import scale, factors, live_allocatable
+
+    by = factors(topo, live_allocatable(kube)) if scaled else {}
+
+    def fit(obj: dict[str, Any]) -> dict[str, Any]:
+        return scale(obj, by) if by else obj
+
     kube.ensure_namespace(namespace)
     out: list[Landing] = []
     try:
-        pods = [(ss, kube.create_pod(render.pod(topo, ss.name), namespace=namespace)) for ss in topo.scale_sets]
+        pods = [(ss, kube.create_pod(fit(render.pod(topo, ss.name)), namespace=namespace)) for ss in topo.scale_sets]
         deps = []
         for obj in render.gitlab_deployments(topo):
             if obj["kind"] == "Deployment":
-                obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+                obj = fit({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
                 kube.apply(obj)
                 deps.append(obj)
         deadline = time.monotonic() + timeout
