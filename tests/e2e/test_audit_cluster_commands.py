@@ -79,6 +79,24 @@ def test_labels_joins_live_runner_counts_and_flags_drift_and_residue(flywheel_cl
         assert [r["scale_set"] for r in heavy["residue"]] == ["tinyland-lab-ci"]
         assert main_exit(c, topo_file, "--fail-on-debt") == 1
 
+        # Beyond caps: Docker's listener moved off sting, the DinD daemon lost its CPU request.
+        c.kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "autoscalingrunnersets", "tinyland-docker",
+                                                     {"spec": {"listenerTemplate": {"spec": {"nodeSelector": {
+                                                         "kubernetes.io/hostname": "honey"}}}}})
+        dind = c.kube.custom.get_namespaced_custom_object(GROUP, VERSION, ns, "autoscalingrunnersets", "tinyland-dind")
+        daemon = next(x for x in dind["spec"]["template"]["spec"]["initContainers"] if x["name"] == "dind")
+        del daemon["resources"]["requests"]["cpu"]
+        c.kube.custom.replace_namespaced_custom_object(GROUP, VERSION, ns, "autoscalingrunnersets", "tinyland-dind",
+                                                       dind)
+        rc, out, err = cli("audit", "labels", "--topology", str(topo_file), "--kubeconfig", str(c.kubeconfig),
+                           "--json")
+        flags = {lbl["label"]: lbl["flags"] for lbl in out["labels"]}
+        assert flags["tinyland-docker"] == [
+            f'placement drift: {ns}/tinyland-docker listener: live nodeSelector {{"kubernetes.io/hostname":"honey"}} '
+            '!= topology {"kubernetes.io/hostname":"sting"}']
+        assert len(flags["tinyland-dind"]) == 1 and flags["tinyland-dind"][0].startswith(
+            f"envelope drift: {ns}/tinyland-dind container dind: live ")
+
 
 def main_exit(c, topo_file, *extra: str) -> int:
     rc, _, _ = cli("audit", "labels", "--topology", str(topo_file), "--kubeconfig", str(c.kubeconfig), *extra)

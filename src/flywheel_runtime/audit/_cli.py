@@ -8,8 +8,9 @@ Exit codes (errors.py holds the table; these commands add no new numbers):
                                missing; 12 malformed or unavailable summary;
                                4 no kubeconfig / cluster unreachable
 ``audit labels``               0 report; 1 with ``--fail-on-debt`` when a label
-                               has global capacity debt, or live cap drift /
-                               a topology scale set missing live; 3 topology
+                               has global capacity debt, or live cap, envelope
+                               or placement drift / a topology scale set
+                               missing live; 3 topology
                                invalid; 4 kubeconfig / unreachable
 ``audit alert-rules``          0 printed (``--check``: promtool accepted); 1
                                promtool rejected the rules; 9 promtool build
