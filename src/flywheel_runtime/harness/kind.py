@@ -326,6 +326,8 @@ class KindBackend:
             if self._host_record.exists():
                 problems = engine.write_sysctls(json.loads(self._host_record.read_text()).get("sysctls", {}))
                 self._host_record.unlink()
+            elif self._state_file.exists():  # a cluster brought up before the shared record existed
+                problems = engine.write_sysctls(json.loads(self._state_file.read_text()).get("sysctls", {}))
             if engine.stop(self.cache):
                 say("stopped the harness's dockerd and put the host's rules and sysctls back")
                 did = True
