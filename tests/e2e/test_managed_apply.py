@@ -171,3 +171,38 @@ def test_an_interrupted_run_restores_the_snapshot(flywheel_cluster, tmp_path) ->
             "flywheel-runtime: managed apply interrupted by SIGTERM; caps restored from the snapshot")
         assert json.loads(stdout)["result"] == "rolled back"
         assert _caps(c.kube, ns, "tinyland-nix") == (0, 10)
+
+
+def test_a_plan_changed_under_the_apply_is_refused_and_rolled_back(flywheel_cluster, tmp_path) -> None:
+    c = flywheel_cluster
+    with c.namespace("mapply") as ns:
+        topo_path = topology_in(c.topology, ns, tmp_path)
+        _world(c.kube, ns, topo_path)
+        proc = _start(c, ns, topo_path, "--drain-timeout", "60")
+        _wait("the freeze", lambda: _frozen(c.kube, ns), proc=proc)
+        # Someone edits another set while the shared lane drains; then the job ends.
+        c.kube.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "autoscalingrunnersets", "tinyland-nix-gpu",
+                                                     {"spec": {"maxRunners": 3}})
+        c.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ephemeralrunners", "nix-busy")
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 14, stderr
+        assert stderr.strip().splitlines()[-1] == (
+            "flywheel-runtime: refused: the live scale sets changed under the managed apply (fresh plan 2 change(s), "
+            "scoped 1); caps restored from the snapshot")
+        assert json.loads(stdout)["result"] == "rolled back"
+        assert _caps(c.kube, ns, "tinyland-nix") == (0, 10)
+        assert _caps(c.kube, ns, "tinyland-nix-gpu")[1] == 3  # not ours to undo
+
+
+def test_it_refuses_to_run_from_a_lane_it_quiesces(flywheel_cluster, tmp_path) -> None:
+    c = flywheel_cluster
+    with c.namespace("mapply") as ns:
+        topo_path = topology_in(c.topology, ns, tmp_path)
+        _world(c.kube, ns, topo_path)
+        proc = _start(c, ns, topo_path, "--runs-on", "tinyland-nix")
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 16, stderr
+        assert stderr.strip().splitlines()[-1] == (
+            "flywheel-runtime: managed apply runs on tinyland-nix, a lane it would quiesce; run it from "
+            "tinyland-nix-operator or tinyland-nix-heavy")
+        assert _caps(c.kube, ns, "tinyland-nix") == (0, 10)
