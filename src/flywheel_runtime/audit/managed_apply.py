@@ -298,7 +298,7 @@ class Procedure:
             err = ApplyInterrupted(f"managed apply interrupted by {name}; "
                                    + ("caps restored from the snapshot" if report.result == "rolled back"
                                       else "caps were already restored from the topology"
-                                      if report.result in ("restored", "proving") else "nothing was changed"))
+                                      if report.result in ("restored", "proving") else "no cap was changed"))
             self._fail(report, err)
             raise err from None
         except FlywheelError as exc:
@@ -307,9 +307,11 @@ class Procedure:
         return report
 
     def _fail(self, report: Report, exc: FlywheelError) -> None:
+        """Record the error; ``result`` keeps saying where it stopped ("rolled back",
+        "proving", ...) except before any cap was touched, where it is "failed"."""
         report.exit_code, report.error = int(exc.exit_code), str(exc)
-        if report.result not in ("rolled back",):
-            report.result = "failed" if report.result not in ("restored", "proving") else report.result
+        if report.result == "pending":
+            report.result = "failed"
 
     def _run(self, report: Report) -> None:
         p = self.scope(report)
@@ -335,7 +337,12 @@ class Procedure:
             self._restore(report, snapshot, "rollback", best_effort=True)
             report.result = "rolled back"
             raise
-        self._restore(report, restore_targets(self.topo, p.frozen, self.now()), "restore", best_effort=False)
+        try:
+            self._restore(report, restore_targets(self.topo, p.frozen, self.now()), "restore", best_effort=False)
+        except BaseException:  # the lanes must not stay frozen: the snapshot is the rollback
+            self._restore(report, snapshot, "rollback", best_effort=True)
+            report.result = "rolled back"
+            raise
         report.result = "restored"
         self._prove(report, p)
         report.result = "applied"

@@ -289,3 +289,24 @@ def test_nothing_to_apply(topo) -> None:
     c = live_world(topo, busy=0, max_old=16)
     report = proc(c, topo, Clock(c)).run()
     assert (report.result, c.writes) == ("nothing to apply", [])
+
+
+def test_a_failed_restore_from_the_topology_falls_back_to_the_snapshot(topo) -> None:
+    from flywheel_runtime.errors import ClusterError
+
+    c = live_world(topo, busy=0)
+    real_patch = c.patch_arc
+    calls = {"n": 0}
+
+    def flaky(plural, ns, name, body):
+        calls["n"] += 1
+        if calls["n"] == 3:  # freeze, freeze, then the first restore from the topology
+            raise ClusterError("patching autoscalingrunnersets failed: HTTP 500")
+        return real_patch(plural, ns, name, body)
+
+    c.patch_arc = flaky  # type: ignore[method-assign]
+    p = proc(c, topo, Clock(c))
+    with pytest.raises(ClusterError):
+        p.run()
+    assert p.last_report.result == "rolled back"
+    assert caps(c, "tinyland-nix") == (0, 10) and caps(c, "tinyland-nix-compute-expansion") == (0, 8)
