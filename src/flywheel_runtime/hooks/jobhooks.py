@@ -111,8 +111,14 @@ def unmet(doc: dict[str, Any], needs: frozenset[str]) -> list[str]:
     problems = []
     if "kvm" in needs and not doc["kvm"]["usable"]:
         problems.append(f"kvm ({doc['kvm']['reason']})")
-    if "dri" in needs and not any(d["accessible"] and d["kind"] == "render" for d in doc["dri"]["devices"]):
-        reason = doc["dri"]["reason"] or "no render node in /dev/dri this job may open read-write"
+    renders = [d for d in doc["dri"]["devices"] if d["kind"] == "render"]
+    # A node the job may open but with no kernel driver behind it in sysfs (a bare
+    # mknod, e.g. a runtime that creates the node on a GPU-less host) is no GPU.
+    if "dri" in needs and not any(d["accessible"] and d.get("driver") for d in renders):
+        reason = doc["dri"]["reason"] or (
+            "render node(s) " + ", ".join(d["path"] for d in renders if d["accessible"])
+            + " have no kernel driver behind them" if any(d["accessible"] for d in renders)
+            else "no render node in /dev/dri this job may open read-write")
         problems.append(f"dri ({reason})")
     return problems
 

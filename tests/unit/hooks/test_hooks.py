@@ -343,3 +343,15 @@ def test_hints_file_default_and_fallback_order(tmp_path: Path) -> None:
     assert hints_paths({"RUNNER_TEMP": str(tmp_path)}) == [Path("/run/flywheel/hints.json"),
                                                            tmp_path / "flywheel-hints.json"]
     assert hints_paths({"FLYWHEEL_HINTS_FILE": "/x/h.json", "RUNNER_TEMP": str(tmp_path)}) == [Path("/x/h.json")]
+
+
+def test_gpu_lane_refuses_render_nodes_with_no_driver_behind_them() -> None:
+    # what a device RuntimeClass yields on a GPU-less node: openable nodes, nothing in sysfs
+    from flywheel_runtime.hooks.jobhooks import unmet
+
+    bare = {"path": "/dev/dri/renderD128", "kind": "render", "accessible": True, "driver": None}
+    doc = {"kvm": {"usable": False, "reason": "-"}, "dri": {"reason": None, "devices": [bare]}}
+    assert unmet(doc, frozenset({"dri"})) == ["dri (render node(s) /dev/dri/renderD128 have no kernel driver "
+                                              "behind them)"]
+    doc["dri"]["devices"] = [{**bare, "driver": "amdgpu"}]
+    assert unmet(doc, frozenset({"dri"})) == []
