@@ -422,6 +422,19 @@ def _assign_kubeadm_tags(images: dict[str, ArchiveImage], wanted: list[str], san
             raise BuildError(f"kubeadm {build.KUBERNETES_VERSION} wants {ref}, which the node image does not build")
 
 
+def _timing(work: Path, key: str, seconds: float) -> None:
+    """First-build phase times, kept beside the image for the benchmarks (a rebuild costs minutes)."""
+    path = work / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = round(seconds, 1)
+    path.write_text(json.dumps(data))
+
+
+def timings(work: Path) -> dict[str, float]:
+    path = work / "timings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def build_node_image(engine: Any, tc: build.KindToolchain, *, root: Path | None = None,
                      log: Any = None) -> NodeImage:
     """Build (or reuse) the node image in ``engine``; return its name."""
@@ -439,6 +452,7 @@ def build_node_image(engine: Any, tc: build.KindToolchain, *, root: Path | None 
         say(f"node rootfs: debootstrap {DEBIAN_SUITE} with {len(NODE_PACKAGES)} packages (about 3 min) ...")
         debian_rootfs(rootfs, NODE_PACKAGES)
         say(f"node rootfs: debootstrap done in {time.monotonic() - t0:.0f} s")
+        _timing(work, "debootstrap_s", time.monotonic() - t0)
     if not (work / ".prepared").exists():
         _prepare_node_rootfs(rootfs, tc)
         (work / ".prepared").write_text("ok\n")
@@ -494,6 +508,8 @@ def build_node_image(engine: Any, tc: build.KindToolchain, *, root: Path | None 
         tail = [ln for ln in logf.read_text(errors="replace").splitlines() if "ERROR" in ln or "failed" in ln.lower()]
         raise BuildError(f"kind build node-image failed: {(tail or ['?'])[-1][:300]} (log: {logf})")
     say(f"kind build node-image done in {time.monotonic() - t3:.0f} s")
+    _timing(work, "assemble_s", t3 - t1)
+    _timing(work, "kind_build_s", time.monotonic() - t3)
     required = sorted({t for img in images.values() for t in img.tags})
     stamp.write_text(json.dumps(required))
     os.sync()
