@@ -262,6 +262,10 @@ def build_tool(tool: GoTool, root: Path | None = None) -> Path:
     cmd += [f"{pkg}@{tool.version}" for pkg in tool.packages]
     with _Step(f"{tool.name} {tool.version}"):
         _run(cmd, base, env, f"{tool.name} {tool.version}", base / "build.log")
+        missing = [o for o in tool.outputs if not (bindir / o).is_file()]
+        if missing:
+            raise BuildError(f"building {tool.name} {tool.version} produced no {', '.join(missing)} "
+                             f"(log: {base / 'build.log'})")
     stamp.write_text(tool.version + "\n")
     return bindir
 

@@ -13,9 +13,10 @@ from flywheel_runtime.errors import BuildError
 
 FAKE_GO = """#!/bin/sh
 # stands in for `go install PKG@VERSION`: writes $GOBIN/<last path element of PKG>
-echo "go: downloading $2" >&2
+for a in "$@"; do pkg=$a; done  # `go install [flags] PKG@VERSION`: the package comes last
+echo "go: downloading $pkg" >&2
 [ -n "$FAIL" ] && { echo "build failed: $FAIL"; exit 1; }
-name=$(basename "${2%@*}")
+name=$(basename "${pkg%@*}")
 printf '#!/bin/sh\\necho %s\\n' "$name" > "$GOBIN/$name" && chmod +x "$GOBIN/$name"
 echo built >> "$CALLS"
 """
@@ -39,7 +40,8 @@ def test_build_once_then_reuse(fake_go: Path, tmp_path: Path, capsys: pytest.Cap
     binary = gotool.ensure("sometool", "example.com/x/cmd/sometool", "v1.2.3", root)
     assert binary == root / "sometool" / "v1.2.3" / "bin" / "sometool" and binary.is_file()
     assert (root / "sometool" / "v1.2.3" / ".complete").read_text() == "v1.2.3\n"
-    assert "building sometool v1.2.3 from the Go module proxy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "build: sometool v1.2.3 ..." in err and "build: sometool v1.2.3 built in" in err
     assert gotool.ensure("sometool", "example.com/x/cmd/sometool", "v1.2.3", root) == binary
     assert capsys.readouterr().err == ""  # cached: no build, no line
     assert fake_go.read_text().count("built") == 1
@@ -58,7 +60,7 @@ def test_a_binary_without_its_stamp_is_rebuilt(fake_go: Path, tmp_path: Path) ->
 def test_failed_build_is_one_line_with_the_log(fake_go: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIL", "no such module")
-    with pytest.raises(BuildError, match=r"building sometool failed \(exit 1\): build failed: no such module"):
+    with pytest.raises(BuildError, match=r"building sometool v1 failed \(exit 1\): build failed: no such module"):
         gotool.ensure("sometool", "example.com/cmd/sometool", "v1", tmp_path / "cache")
     assert not (tmp_path / "cache" / "sometool" / "v1" / ".complete").exists()
 
