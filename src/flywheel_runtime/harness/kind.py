@@ -301,20 +301,16 @@ class KindBackend:
 
         say = (lambda m: None) if quiet else self._say(None)
         eroot = engine.engine_root(self.cache)
-        own_env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}")
-        env = own_env if (eroot / "engine.json").exists() else dict(os.environ)
+        env = self._env()
         did = False
         others: list[str] = []
-        kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
-        if kind_bin.exists() and engine.answers(env):
-            proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
-            if self.name in proc.stdout.split():
+        if self._kind_bin.exists() and engine.answers(env):
+            if self.name in self._clusters(env):
                 say(f"deleting kind cluster {self.name!r}")
-                subprocess.run([str(kind_bin), "delete", "cluster", "--name", self.name], env=env,
+                subprocess.run([str(self._kind_bin), "delete", "cluster", "--name", self.name], env=env,
                                capture_output=True, text=True)
                 did = True
-            others = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True,
-                                    text=True).stdout.split()
+            others = self._clusters(env)
         problems: list[str] = []
         if others:
             # Another kind cluster still runs on this engine: its network, rules,
@@ -338,6 +334,7 @@ class KindBackend:
         return did
 
     def _env(self) -> dict[str, str]:
+        """The docker CLI's environment: our dockerd's socket while it runs, else the host's engine."""
         from flywheel_runtime.harness import engine
 
         eroot = engine.engine_root(self.cache)
@@ -345,11 +342,18 @@ class KindBackend:
             return dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}")
         return dict(os.environ)
 
+    @property
+    def _kind_bin(self) -> Path:
+        return self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
+
+    def _clusters(self, env: dict[str, str]) -> list[str]:
+        proc = subprocess.run([str(self._kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
+        return proc.stdout.split()
+
     def load_image(self, image: str) -> float:
         """``kind load docker-image`` into every node; return the seconds it took."""
-        kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
         t0 = time.monotonic()
-        proc = subprocess.run([str(kind_bin), "load", "docker-image", "--name", self.name, image],
+        proc = subprocess.run([str(self._kind_bin), "load", "docker-image", "--name", self.name, image],
                               env=self._env(), capture_output=True, text=True)
         if proc.returncode != 0:
             raise ClusterError(f"kind load docker-image {image} failed: {proc.stderr.strip()[-300:]}")
@@ -359,15 +363,11 @@ class KindBackend:
         from flywheel_runtime.harness import engine
 
         st = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
-        eroot = engine.engine_root(self.cache)
-        env = dict(os.environ, DOCKER_HOST=f"unix://{eroot / 'docker.sock'}") \
-            if (eroot / "engine.json").exists() else dict(os.environ)
+        env = self._env()
         running, comps = False, {}
-        kind_bin = self.cache / "kind" / build.KIND_TOOLS["kind"].version / "bin" / "kind"
-        if self.kubeconfig.exists() and kind_bin.exists() and engine.answers(env):
+        if self.kubeconfig.exists() and self._kind_bin.exists() and engine.answers(env):
             comps["engine"] = "running (ours)" if st.get("engine_owned") else "running (host's)"
-            proc = subprocess.run([str(kind_bin), "get", "clusters"], env=env, capture_output=True, text=True)
-            if self.name in proc.stdout.split():
+            if self.name in self._clusters(env):
                 # The node containers exist; running means the API server answers too.
                 kubectl = self.cache / "kubernetes" / build.KUBERNETES_VERSION / "bin" / "kubectl"
                 ready = subprocess.run([str(kubectl), "--kubeconfig", str(self.kubeconfig), "--request-timeout=5s",
