@@ -241,8 +241,8 @@ def restore_tables(family: int, saved: str) -> None:
 
 def host_snapshot() -> dict[str, Any]:
     """What a cluster may change on this host, for before/after comparison."""
-    procs = sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) in
-                   ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet"))
+    procs = sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) in ENGINE_COMMS
+                   and _pid_alive(int(p.name)))
     return {
         "sysctls": read_sysctls(),
         "iptables": parse_tables(_save_tables(4)),
@@ -251,6 +251,23 @@ def host_snapshot() -> dict[str, Any]:
         "lib_modules": Path("/lib/modules").exists(),
         "engine_processes": procs,
     }
+
+
+ENGINE_COMMS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet")
+
+
+def _engine_children(root: Path) -> list[int]:
+    """Live processes of our engine (its containerd and shims name our state dir)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and _comm(p) in ENGINE_COMMS:
+            try:
+                cmdline = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(root) in cmdline and _pid_alive(int(p.name)):
+                out.append(int(p.name))
+    return out
 
 
 def _comm(p: Path) -> str:
@@ -460,6 +477,12 @@ def stop(cache: Path, *, log: Any = None) -> bool:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+    # dockerd's own containerd may outlive it by a moment: wait for it (bounded), then end it.
+    deadline = time.monotonic() + 20
+    while _engine_children(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for child in _engine_children(root):
+        os.kill(child, signal.SIGKILL)
     host = HostState(**st["host"])
     problems = []
     for fam in (4, 6):
