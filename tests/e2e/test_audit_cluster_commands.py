@@ -184,3 +184,45 @@ def test_warm_pool_reconcile_for_a_missing_scale_set_is_one_line(flywheel_cluste
         rc, _, err = cli("warm-pool", "reconcile", "--topology", str(topo_file), "--kubeconfig", str(c.kubeconfig))
         assert rc == 12, err
         assert len(err.strip().splitlines()) == 1 and "not found" in err
+
+
+# -- audit pod-slots -----------------------------------------------------------------
+
+def test_pod_slots_counts_the_live_pods_outside_the_contract(flywheel_cluster) -> None:
+    """What the facts do not give -- the pods outside the contract on each node --
+    counted live and fed to the capacity model's pod ceiling.  On kind honey is the
+    control-plane node: its real static pods (etcd, apiserver, controller-manager,
+    scheduler) and kube-proxy count there."""
+    import dataclasses
+
+    from flywheel_runtime.topology import capacity, load
+    from tests.e2e.helpers import node_usage
+
+    c = flywheel_cluster
+    with c.namespace("podslots") as ns:
+        for i in range(3):
+            body = filler(f"outside-{i}", "honey")
+            body["metadata"]["namespace"] = ns
+            c.kube.core.create_namespaced_pod(ns, body)
+        for i in range(3):
+            c.kube.wait_scheduled(ns, f"outside-{i}", timeout=60)
+        for _ in range(20):  # pods of earlier tests may still be leaving: compare on a still moment
+            rc, out, err = cli("audit", "pod-slots", "--kubeconfig", str(c.kubeconfig), "--json")
+            assert rc == 0, err
+            honey = next(n for n in out["nodes"] if n["node"] == "honey")
+            if honey["contract"] + honey["other"] == node_usage(c.kube, "honey")["pods"]:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"pod-slots never matched the API's count on honey: {honey}")
+        assert honey["other_by_namespace"][ns] == 3
+        assert honey["free"] == honey["slots"] - honey["contract"] - honey["other"]
+        if c.backend == "kind":
+            assert honey["other_by_namespace"].get("kube-system", 0) >= 4, honey
+        shipped = load()  # the CLI's topology (on kind, c.topology's envelopes are fitted to this machine)
+        measured = dataclasses.replace(shipped, nodes=tuple(
+            dataclasses.replace(n, other_pods=honey["other"] if n.name == "honey" else n.other_pods)
+            for n in shipped.nodes))
+        assert honey["refused_at"] == capacity.pod_ceiling(measured, "honey").refused_at
+        rc, text, err = cli("audit", "pod-slots", "--kubeconfig", str(c.kubeconfig))
+        assert rc == 0 and text.splitlines()[0].startswith("honey: 110 pod slots; live "), (text, err)

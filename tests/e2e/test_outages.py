@@ -127,3 +127,78 @@ def test_uncleaned_runner_pods_hold_slots_until_cleanup(flywheel_cluster) -> Non
         assert [a.name for a in select(pods, policy, soon) if a.name in done] == []
         late = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=policy.succeeded_after_s + 5)
         assert sorted(a.name for a in select(pods, policy, late) if a.name in done) == sorted(done)
+
+
+def test_the_capacity_models_pod_ceiling_is_the_schedulers(flywheel_cluster) -> None:
+    """The 2026-05-11 ceiling offline (``capacity.pod_ceiling``) against the real
+    scheduler: with the contract's standing pods on honey and exactly the model's
+    count of pods outside the contract, tinyland-nix at its cap gets all but one
+    runner, the last refused on "Too many pods" while honey still has its CPU and
+    memory; one such pod fewer and it schedules."""
+    import time
+
+    from flywheel_runtime.topology import capacity, render
+
+    from .helpers import node_usage
+
+    c = flywheel_cluster
+    topo = c.topology
+    ss = topo.scale_set("tinyland-nix")
+    ceiling = capacity.pod_ceiling(topo, "honey")
+    k = ceiling.refused_at[ss.name]
+    assert 0 < k < ceiling.slots - ceiling.standing
+    with c.namespace("ceiling-model") as ns:
+        # The standing pods the model counts: the controller, honey's listeners, GitLab at min.
+        standing = [c.kube.create_pod(render.controller_pod(topo), namespace=ns)]
+        for s in topo.scale_sets:
+            if s.listener.node == "honey":
+                body = render.listener_pod(topo, s.name)
+                body["spec"].pop("serviceAccountName")  # ARC creates the listener's account; not here
+                standing.append(c.kube.create_pod(body, namespace=ns))
+        for d in (o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"):
+            g = next(g for g in topo.gitlab_runners if d["metadata"]["name"] == f"gitlab-runner-{g.name}")
+            tmpl = d["spec"]["template"]
+            for _ in range(g.min_replicas):
+                standing.append(c.kube.create_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    **tmpl["metadata"], "generateName": "gitlab-"}, "spec": tmpl["spec"]}, namespace=ns))
+        assert len(standing) == ceiling.standing
+        for n in standing:
+            assert c.kube.wait_scheduled(ns, n, timeout=60).node == "honey"
+        # Pods outside the contract: whatever else is on honey once pods of earlier tests
+        # have left, topped up with slot-only pods (no requests) to the model's k.
+        deadline = time.monotonic() + 60
+        while any(p.metadata.deletion_timestamp for p in c.kube.core.list_pod_for_all_namespaces(
+                field_selector="spec.nodeName=honey").items):
+            assert time.monotonic() < deadline, "pods on honey still terminating after 60 s"
+            time.sleep(0.5)
+        present = node_usage(c.kube, "honey")["pods"] - ceiling.standing
+        assert 0 <= present < k, present
+        others = []
+        for i in range(k - present):
+            body = filler(f"other-{i}", "honey")
+            body["metadata"]["namespace"] = ns
+            c.kube.core.create_namespaced_pod(ns, body)
+            others.append(body["metadata"]["name"])
+        for n in others:
+            c.kube.wait_scheduled(ns, n, timeout=60)
+        runners = [c.kube.create_pod(c.render_pod(ss.name), namespace=ns) for _ in range(ss.max_runners)]
+        verdicts = {}
+        deadline = time.monotonic() + 60
+        while len(verdicts) < len(runners):
+            assert time.monotonic() < deadline, f"no verdict for {set(runners) - set(verdicts)}"
+            for n in runners:
+                if n not in verdicts:
+                    v = c.kube.placement(ns, n)
+                    if v.scheduled or v.reason == "Unschedulable":
+                        verdicts[n] = v
+            time.sleep(0.2)
+        refused = [v for v in verdicts.values() if not v.scheduled]
+        assert len(refused) == 1, [(v.pod, v.node, v.message) for v in verdicts.values()]
+        assert "Too many pods" in refused[0].message
+        assert "Insufficient" not in refused[0].message  # CPU, memory and storage had room
+        free = node_free(c.kube, topo, "honey")
+        req = ss.envelope.pod_requests()
+        assert free["pods"] == 0 and all(free[r] >= req[r] for r in ("cpu", "memory", "ephemeral-storage"))
+        # One pod outside the contract fewer: the refused runner schedules.
+        c.kube.delete_pod(ns, others[-1], grace=0)
+        assert c.kube.wait_scheduled(ns, refused[0].pod, timeout=60).node == "honey"

@@ -12,6 +12,11 @@ Exit codes (errors.py holds the table; these commands add no new numbers):
                                or placement drift / a topology scale set
                                missing live; 3 topology
                                invalid; 4 kubeconfig / unreachable
+``audit pod-slots``            0 report; 1 with ``--fail-on-ceiling`` when
+                               the pods outside the contract already reach
+                               a lane's pod ceiling; 7 ``--pods-file``
+                               missing; 12 malformed; 3 topology; 4 / 12
+                               cluster
 ``audit alert-rules``          0 printed (``--check``: promtool accepted); 1
                                promtool rejected the rules; 9 promtool build
 ``prove listener-caps``        0 every listener reflects its set's caps; 1 a
@@ -113,6 +118,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="look for scale sets in every namespace (default: the topology's scale-set namespaces)")
     _common(p, topology=True)
     p.set_defaults(handler=_labels)
+
+    p = asub.add_parser("pod-slots", help="live pods per node, in and outside the contract: where the pod "
+                                          "ceiling stands for each lane (2026-05-11)")
+    p.add_argument("--pods-file", metavar="FILE",
+                   help="offline: saved `kubectl get pods -A -o json` output instead of the cluster")
+    p.add_argument("--fail-on-ceiling", action="store_true",
+                   help="exit 1 when pods outside the contract already reach a lane's ceiling")
+    _common(p, topology=True)
+    p.set_defaults(handler=_pod_slots)
 
     p = asub.add_parser("alert-rules", help="the ARC controller's PrometheusRule, rendered from the topology")
     p.add_argument("--format", choices=("prometheusrule", "rule-file"), default="prometheusrule",
@@ -286,6 +300,37 @@ def _labels(args: argparse.Namespace) -> int:
     _emit(args, report, labels.render_text(report))
     flagged = any(lbl["flags"] for lbl in report["labels"]) or bool(report["unknown_scale_sets"])
     return 1 if args.fail_on_debt and flagged else 0
+
+
+def _pod_slots(args: argparse.Namespace) -> int:
+    from flywheel_runtime.audit import podslots
+    from flywheel_runtime.topology import load
+
+    topo = load(args.topology)
+    if args.pods_file:
+        from pathlib import Path
+
+        from flywheel_runtime.errors import ClusterError, SourceMissingError
+
+        path = Path(args.pods_file)
+        if not path.is_file():
+            raise SourceMissingError(f"audit pod-slots: no pods file at {path}")
+        try:
+            pods = json.loads(path.read_text())["items"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ClusterError(f"audit pod-slots: {path} is not `kubectl get pods -o json` output "
+                               f"({exc.__class__.__name__}: {exc})") from exc
+    else:
+        from flywheel_runtime.audit.kube import api_errors, connect
+
+        cluster = connect(args.kubeconfig)
+        with api_errors(cluster, "listing pods"):
+            items = cluster.core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed").items
+        pods = [cluster.api_client.sanitize_for_serialization(p) for p in items]
+    doc = podslots.report(topo, pods)
+    _emit(args, doc, podslots.render_text(doc))
+    return 1 if args.fail_on_ceiling and any(n["reached"] for n in doc["nodes"]) else 0
 
 
 def _alert_rules(args: argparse.Namespace) -> int:

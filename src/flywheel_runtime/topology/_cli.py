@@ -32,6 +32,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = tsub.add_parser("capacity", help="how many runners fit where; global capacity debt per label")
     _topology_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--other-pods", metavar="NODE=N", action="append", default=[],
+                   help="pods outside the contract on NODE (control plane, DaemonSets, services; overrides "
+                        "nodes.NODE.other_pods), e.g. honey=90: where the pod ceiling binds; repeatable")
+    p.add_argument("--scenario", metavar="SCALE_SET=N", action="append", default=[],
+                   help="also ask N runners of SCALE_SET at once (repeatable, in order): what is admitted, "
+                        "what queues, and which resource refused it")
     p.set_defaults(handler=_capacity)
 
     p = tsub.add_parser("render", help="render manifests from the model as YAML")
@@ -73,14 +79,52 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(flag: str, values: list[str]) -> dict[str, int]:
+    from flywheel_runtime.errors import ExitCode, FlywheelError
+
+    out: dict[str, int] = {}
+    for v in values:
+        name, sep, count = v.partition("=")
+        if not sep or not name or not count.isdigit():
+            raise FlywheelError(f"topology capacity: {flag} wants NAME=N with N a whole number, got {v!r}",
+                                exit_code=ExitCode.USAGE)
+        out[name] = int(count)
+    return out
+
+
 def _capacity(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from flywheel_runtime.errors import ExitCode, FlywheelError
     from flywheel_runtime.topology import capacity, load
 
     topo = load(args.topology)
+    others = _pairs("--other-pods", args.other_pods)
+    asked = _pairs("--scenario", args.scenario)
+    names = {n.name for n in topo.nodes}
+    for name, n in others.items():
+        if name not in names:
+            raise FlywheelError(f"topology capacity: --other-pods: no node named {name!r} "
+                                f"(known: {', '.join(sorted(names))})", exit_code=ExitCode.USAGE)
+        if n > topo.node(name).allocatable.pods:
+            raise FlywheelError(f"topology capacity: --other-pods {name}={n}: more than the node's "
+                                f"{topo.node(name).allocatable.pods} pod slots", exit_code=ExitCode.USAGE)
+    for name in asked:
+        topo.scale_set(name)  # an unknown name fails here, with the known ones
+    if others:
+        topo = dataclasses.replace(topo, nodes=tuple(
+            dataclasses.replace(n, other_pods=others.get(n.name, n.other_pods)) for n in topo.nodes))
+    result = capacity.scenario(topo, asked) if asked else None
     if args.json:
-        print(json.dumps(capacity.report(topo), indent=2))
+        doc = capacity.report(topo)
+        if result is not None:
+            doc["scenario"] = dataclasses.asdict(result)
+        print(json.dumps(doc, indent=2))
     else:
         print(capacity.table(topo))
+        if result is not None:
+            print()
+            print(capacity.scenario_table(topo, result))
     return 0
 
 

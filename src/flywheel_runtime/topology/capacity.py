@@ -3,7 +3,12 @@
 Counts use requests, as the kube-scheduler does, and every pod that takes a
 node's slots: runner pods, and the *standing* pods that are always there --
 the ARC controller, one listener per scale set (placed by the topology, e.g.
-nine on honey), and the GitLab runners at their minimum replicas.  Views:
+nine on honey), the GitLab runners at their minimum replicas, and the pods
+outside the contract a node is told it carries (``nodes.<n>.other_pods``:
+control plane, system DaemonSets, services; not in the facts, so 0 unless
+set).  The utility CronJobs' pods (cleanup, warm pool) carry no selector or
+toleration, so they land on the untainted schedulable node -- honey -- and
+count there at peak.  Views:
 
 * per scale set, alone on its pinned node beside the standing pods (``fit``):
   runners by cpu, memory, ephemeral-storage and pod count, and which binds first;
@@ -12,7 +17,12 @@ nine on honey), and the GitLab runners at their minimum replicas.  Views:
   while every other lane on those nodes runs at its cap (``admits_at_peak``).
   Summed caps beyond those are the document's "global capacity debt": honest
   queueing, not runner label debt;
-* per node (``node_demand``): every lane pinned there at its cap, summed.
+* per node (``node_demand``): every lane pinned there at its cap, summed;
+* per node (``pod_ceiling``): the 2026-05-11 lesson offline -- how many pods
+  outside the contract it takes before the node's pod count, not CPU, memory
+  or storage, refuses each lane pinned there, while other nodes have room;
+* ``scenario``: runners asked at once, what is admitted, what queues and on
+  which resource.
 """
 
 from __future__ import annotations
@@ -73,19 +83,49 @@ def _arc_pods(topo: Topology, node: str) -> list[Lane]:
     return out
 
 
-def standing(topo: Topology, node: str) -> list[Lane]:
-    """Pods always on ``node``: controller, listeners, GitLab runners at min replicas."""
+OTHER_PODS = "pods outside the contract"
+_SLOT_ONLY = {r: 0 for r in RESOURCE_NAMES} | {"pods": 1}  # a pod counted by its slot alone
+
+
+def _other(topo: Topology, node: str, other_pods: int | None = None) -> list[Lane]:
+    n = topo.node(node).other_pods if other_pods is None else other_pods
+    return [(OTHER_PODS, dict(_SLOT_ONLY), n)] if n else []
+
+
+def standing(topo: Topology, node: str, other_pods: int | None = None) -> list[Lane]:
+    """Pods always on ``node``: controller, listeners, GitLab runners at min
+    replicas, and the pods outside the contract (``other_pods`` overrides the
+    topology's figure)."""
     return _arc_pods(topo, node) + [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1},
-                                     g.min_replicas) for g in topo.gitlab_runners if g.node == node]
+                                     g.min_replicas) for g in topo.gitlab_runners if g.node == node
+                                    ] + _other(topo, node, other_pods)
+
+
+def utility_jobs(topo: Topology) -> list[str]:
+    """The CronJobs whose pods carry no selector (one running pod each at most:
+    cleanup forbids overlap; a warm-pool run is one short pod)."""
+    names = ["runner-cleanup"]
+    names += [f"{s.name}-warm-pool-min{w.min_runners}" for s in topo.scale_sets if s.warm_pool is not None
+              for w in s.warm_pool.schedules]
+    return names
+
+
+def _utility(topo: Topology, node: str) -> list[Lane]:
+    # Counted only where the node they land on is unambiguous (one default node).
+    default = topo.default_nodes()
+    if len(default) != 1 or default[0].name != node:
+        return []
+    return [(f"utility job {name}", dict(_SLOT_ONLY), 1) for name in utility_jobs(topo)]
 
 
 def _pinned(topo: Topology, node: str) -> list[Lane]:
-    """Every pod on ``node`` with each lane at its cap (GitLab at max replicas)."""
+    """Every pod on ``node`` with each lane at its cap (GitLab at max replicas),
+    the utility jobs running, and the pods outside the contract."""
     out = [(f"scale set {s.name}", {**s.envelope.pod_requests(), "pods": 1}, s.max_runners)
            for s in topo.scale_sets if s.node == node]
     out += [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1}, g.max_replicas)
             for g in topo.gitlab_runners if g.node == node]
-    return out + _arc_pods(topo, node)
+    return out + _arc_pods(topo, node) + _utility(topo, node) + _other(topo, node)
 
 
 def _free(topo: Topology, node: str, lanes: list[Lane]) -> dict[str, int]:
@@ -96,14 +136,7 @@ def _free(topo: Topology, node: str, lanes: list[Lane]) -> dict[str, int]:
 
 def _pack(free: dict[str, int], sets: list[ScaleSet]) -> int:
     """Runners of ``sets`` admitted into ``free`` (mutated), each up to its cap."""
-    admitted = 0
-    for s in sets:
-        req = {**s.envelope.pod_requests(), "pods": 1}
-        n = max(0, min([s.max_runners] + [free[r] // req[r] for r in free if req[r] > 0]))
-        admitted += n
-        for r in free:
-            free[r] -= n * req[r]
-    return admitted
+    return sum(_admit(free, {**s.envelope.pod_requests(), "pods": 1}, s.max_runners)[0] for s in sets)
 
 
 def node_demand(topo: Topology, node_name: str) -> NodeDemand:
@@ -170,22 +203,41 @@ class Scenario:
     admitted: dict[str, int]  # by requests, packed per node in the order asked
     queued: dict[str, int]
     limits: dict[str, dict[str, int]]  # per node: summed limits of what was admitted (contention, not admission)
+    # Per queued set: the resources that refused its next runner ("pods" is
+    # the scheduler's "Too many pods"); "cap" never appears: asks are capped.
+    refused_by: dict[str, list[str]] = field(default_factory=dict)
+    free: dict[str, dict[str, int]] = field(default_factory=dict)  # per node, after admission
 
 
-def scenario(topo: Topology, asked: dict[str, int]) -> Scenario:
+def _admit(free: dict[str, int], req: dict[str, int], count: int) -> tuple[int, list[str]]:
+    """Runners of ``req`` admitted into ``free`` (mutated), up to ``count``, and
+    the resources that refused the next one (empty when all were admitted)."""
+    room = {r: free[r] // req[r] for r in free if req[r] > 0}
+    n = max(0, min([count, *room.values()]))
+    for r in free:
+        free[r] -= n * req[r]
+    return n, ([] if n == count else [r for r in room if room[r] <= n])
+
+
+def scenario(topo: Topology, asked: dict[str, int], other_pods: dict[str, int] | None = None) -> Scenario:
     """What the scheduler admits when ``asked`` runners arrive together:
-    requests decide admission; limits only say how hard admitted pods contend."""
-    free = {n.name: _free(topo, n.name, standing(topo, n.name)) for n in topo.nodes}
+    requests decide admission; limits only say how hard admitted pods contend.
+    ``other_pods`` overrides nodes' pods outside the contract (``{"honey": 90}``)."""
+    others = other_pods or {}
+    free = {n.name: _free(topo, n.name, standing(topo, n.name, others.get(n.name))) for n in topo.nodes}
     admitted: dict[str, int] = {}
+    refused: dict[str, list[str]] = {}
     limits: dict[str, dict[str, int]] = {}
     for name, count in asked.items():
         ss = topo.scale_set(name)
         if ss.node is None:
             admitted[name] = 0
+            refused[name] = ["unpinned"]
             continue
-        capped = ScaleSet.__new__(ScaleSet)  # the set, capped at what is asked (frozen: copy the fields)
-        capped.__dict__.update({**ss.__dict__, "max_runners": min(count, ss.max_runners)})
-        admitted[name] = _pack(free[ss.node], [capped])
+        admitted[name], why = _admit(free[ss.node], {**ss.envelope.pod_requests(), "pods": 1},
+                                     min(count, ss.max_runners))
+        if why:
+            refused[name] = why
         lim = limits.setdefault(ss.node, {r: 0 for r in ("cpu", "memory")})
         for c in ss.envelope.containers:
             for r in lim:
@@ -196,7 +248,50 @@ def scenario(topo: Topology, asked: dict[str, int]) -> Scenario:
             for c in g.envelope.containers:
                 for r in lim:
                     lim[r] += g.min_replicas * (c.limits.get(r) or 0)
-    return Scenario(dict(asked), admitted, {k: asked[k] - admitted[k] for k in asked}, limits)
+    return Scenario(dict(asked), admitted, {k: asked[k] - admitted[k] for k in asked}, limits, refused, free)
+
+
+@dataclass(frozen=True)
+class PodCeiling:
+    """The 2026-05-11 lesson, offline: a node's pod count as the admission
+    limit, beside the spare CPU and memory elsewhere that does not help."""
+
+    node: str
+    slots: int
+    standing: int  # the contract's standing pods (controller, listeners, GitLab at min)
+    at_caps: int  # the contract's pods with every lane at its cap and the utility jobs running
+    other_pods: int  # pods outside the contract, as the topology says
+    spare_at_caps: int  # slots left beside ``at_caps`` and ``other_pods`` (negative: over the ceiling)
+    # lane -> the fewest pods outside the contract at which the pod count
+    # refuses the lane's next runner, asked at its cap beside the standing pods
+    # (0: it already does).  Beyond it the lane queues on "Too many pods".
+    refused_at: dict[str, int]
+    elsewhere_free: dict[str, dict[str, int]]  # other schedulable nodes: cpu/memory beside their standing pods
+
+
+def pod_ceiling(topo: Topology, node_name: str) -> PodCeiling:
+    node = topo.node(node_name)
+    contract = standing(topo, node_name, 0)
+    free = _free(topo, node_name, contract)
+    refused_at: dict[str, int] = {}
+    for s in topo.scale_sets:
+        if s.node != node_name:
+            continue
+        req = {**s.envelope.pod_requests(), "pods": 1}
+        by_resources = min([s.max_runners] + [max(0, free[r]) // req[r] for r in RESOURCE_NAMES if req[r] > 0])
+        # With k pods outside the contract, min(cap, resources, free pods - k)
+        # runners fit; the pod count refuses one once free pods - k falls below
+        # the cap (or ties the binding resource when that is under the cap).
+        k = free["pods"] - by_resources + (1 if by_resources == s.max_runners else 0)
+        refused_at[s.name] = max(0, k)
+    at_caps = sum(count for lane, _, count in _pinned(topo, node_name) if lane != OTHER_PODS)
+    elsewhere = {}
+    for n in topo.nodes:
+        if n.name != node_name and n.schedulable:
+            f = _free(topo, n.name, standing(topo, n.name))
+            elsewhere[n.name] = {"cpu": f["cpu"], "memory": f["memory"]}
+    return PodCeiling(node_name, node.allocatable.pods, sum(c for _, _, c in contract), at_caps, node.other_pods,
+                      node.allocatable.pods - at_caps - node.other_pods, refused_at, elsewhere)
 
 
 def report(topo: Topology) -> dict[str, Any]:
@@ -209,6 +304,8 @@ def report(topo: Topology) -> dict[str, Any]:
     } for n in topo.nodes]
     for entry in nodes:
         entry["at_caps"] = asdict(node_demand(topo, entry["node"]))
+        if entry["scale_sets"]:
+            entry["pod_ceiling"] = asdict(pod_ceiling(topo, entry["node"]))
     return {"schema": "flywheel.tinyland.dev/capacity/v1", "nodes": nodes,
             "labels": [asdict(lc) for lc in labels(topo)]}
 
@@ -244,6 +341,18 @@ def table(topo: Topology) -> str:
                          f"{human_bytes(d.at_caps['memory'])}, ephemeral-storage "
                          f"{human_bytes(d.at_caps['ephemeral-storage'])}, pods {d.at_caps['pods']}; "
                          f"overcommitted: {over}")
+        if rows:
+            pc = pod_ceiling(topo, n.name)
+            lines.append(f"  pod slots: {pc.standing} standing, {pc.at_caps} with every lane at its cap and the "
+                         f"utility jobs running, {pc.other_pods} outside the contract (nodes.{n.name}.other_pods; "
+                         f"not in the facts); {pc.spare_at_caps} spare at caps")
+            room = "; ".join(f"{k} {format_cpu(v['cpu'])} cpu, {human_bytes(v['memory'])}"
+                             for k, v in pc.elsewhere_free.items())
+            lines.append(f"  pod ceiling (2026-05-11): \"Too many pods\" refuses a lane's next runner once this many "
+                         f"pods outside the contract share {n.name}: "
+                         + ", ".join(f"{k} {v}" + (" (reached)" if pc.other_pods >= v else "")
+                                     for k, v in pc.refused_at.items())
+                         + (f"; spare elsewhere ({room}) does not admit them" if room else ""))
         lines.append("")
     lines.append(f"{'label':<24}{'caps':>6}{'admits':>8}{'debt':>6}{'peak':>6}{'debt@peak':>11}  scale sets (overlays)")
     for lc in labels(topo):
@@ -254,4 +363,24 @@ def table(topo: Topology) -> str:
     lines.append("")
     lines.append("admits: the label's scale sets alone on their nodes; peak: while every other lane pinned there "
                  "runs at its cap.  Caps are per scale set: the scheduler is the only global backpressure.")
+    return "\n".join(lines)
+
+
+def scenario_table(topo: Topology, sc: Scenario) -> str:
+    """The scenario in words: admitted, queued and why, and what is left per node."""
+    lines = ["scenario: " + ", ".join(f"{k} {v}" for k, v in sc.asked.items())]
+    for name, count in sc.asked.items():
+        line = f"  {name:<34}{sc.admitted[name]:>4} admitted{sc.queued[name]:>4} queued"
+        if sc.refused_by.get(name):
+            why = ["Too many pods" if r == "pods" else f"Insufficient {r}" if r != "unpinned" else "no node"
+                   for r in sc.refused_by[name]]
+            line += f"  ({', '.join(why)} on {topo.scale_set(name).node or 'no node'})"
+        lines.append(line)
+    for n in topo.nodes:
+        if not n.schedulable:
+            continue
+        f = sc.free[n.name]
+        lines.append(f"  {n.name} left: cpu {format_cpu(f['cpu'])}, memory {human_bytes(f['memory'])}, "
+                     f"ephemeral-storage {human_bytes(f['ephemeral-storage'])}, pods {f['pods']}"
+                     + (f" ({n.other_pods} outside the contract)" if n.other_pods else ""))
     return "\n".join(lines)

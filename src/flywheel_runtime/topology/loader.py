@@ -133,6 +133,7 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
                                     n["allocatable"]["ephemeral-storage"], n["allocatable"]["pods"]),
             schedulable=n["schedulable"], runner_target=n["runner_target"],
             scratch=Scratch(n["scratch"]["storage_class"], n["scratch"]["root_request_max"]) if n["scratch"] else None,
+            other_pods=n["other_pods"],
         )
         for name, n in doc["nodes"].items()
     }
@@ -146,6 +147,9 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
         if node.scratch is not None and node.scratch.storage_class not in sc_names:
             raise _fail(source, f"nodes.{node.name}.scratch.storage_class",
                         "one of the storage classes " + ", ".join(sorted(sc_names)), node.scratch.storage_class)
+        if node.other_pods > node.allocatable.pods:
+            raise _fail(source, f"nodes.{node.name}.other_pods",
+                        f"at most the node's {node.allocatable.pods} pod slots", node.other_pods)
     overlays = tuple(Overlay(name, o["github_config_url"], o["github_config_secret"], o["listener_node"])
                      for name, o in doc["overlays"].items())
     for o in overlays:

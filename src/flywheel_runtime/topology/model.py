@@ -131,6 +131,9 @@ class Node:
     # False for bumble: never a default runner target even when uncordoned.
     runner_target: bool = True
     scratch: Scratch | None = None
+    # Pods outside the contract that take this node's slots (control plane,
+    # system DaemonSets, services): not in the facts, so 0 unless set.
+    other_pods: int = 0
 
     @property
     def kvm(self) -> bool:
@@ -463,6 +466,13 @@ class Topology:
 
     def overlay(self, name: str) -> Overlay:
         return next(o for o in self.overlays if o.name == name)
+
+    def default_nodes(self) -> tuple[Node, ...]:
+        """Where a pod with no selector and no tolerations can land (the
+        utility CronJobs' pods): schedulable nodes without a NoSchedule or
+        NoExecute taint -- honey alone on this platform."""
+        return tuple(n for n in self.nodes if n.schedulable
+                     and not any(t.effect in ("NoSchedule", "NoExecute") for t in n.taints))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:

@@ -187,6 +187,7 @@ class NodeDoc:
     schedulable: bool = True
     runner_target: bool = True
     scratch: ScratchDoc | None = None
+    other_pods: NonNegative = 0
 
 
 @_doc

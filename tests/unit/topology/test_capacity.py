@@ -112,9 +112,13 @@ def test_node_demand_at_caps(topo) -> None:
     honey = capacity.node_demand(topo, "honey")
     # the peak figures above plus the three heavy slots (3 x 4 cpu / 64Gi / 192Gi):
     #   memory 16*1 + 20*2 + 4 + 3*64 + 8 + 4 + 12*1 = 276Gi, + 128Mi + 9*64Mi
-    #   pods   16 + 20 + 1 + 3 + 1 + 1 + 12 GitLab + 1 controller + 9 listeners = 64
+    #   pods   16 + 20 + 1 + 3 + 1 + 1 + 12 GitLab + 1 controller + 9 listeners = 64, + 3 utility
+    #          jobs (runner-cleanup and the two warm-pool runs: no selector, so honey) = 67
     assert honey.at_caps == {"cpu": 50_550, "memory": 276 * GiB + 704 * MiB, "ephemeral-storage": 1616 * GiB,
-                             "pods": 64}
+                             "pods": 67}
+    assert [lane for lane in honey.lanes if lane.startswith("utility job")] == [
+        "utility job runner-cleanup", "utility job tinyland-nix-warm-pool-min1",
+        "utility job tinyland-nix-warm-pool-min0"]
     assert honey.overcommitted == ["cpu", "memory", "ephemeral-storage"]
     sting = capacity.node_demand(topo, "sting")
     # docker 20 x (100m, 256Mi, 1Gi) + nix-ce 8 x (500m, 4Gi, 1Gi) + dind-ce 16 x (1000m, 2Gi, 1.5Gi)
@@ -165,3 +169,77 @@ def test_burst_scenario_is_admitted_by_requests(topo) -> None:
                                     "tinyland-dind-compute-expansion": 16})
     # sting at every overflow cap: the daemons' memory (16 x 2Gi) runs out after docker and nix-ce.
     assert over.admitted["tinyland-dind-compute-expansion"] < 16 and over.queued["tinyland-dind-compute-expansion"] > 0
+
+
+def test_pod_ceiling_shows_offline(topo) -> None:
+    # 2026-05-11: honey's pod count, not its CPU or memory, refused a honey-pinned lane.
+    # Beside the 13 standing pods 97 slots are free; tinyland-nix asks its cap of 16 (57 fit by
+    # ephemeral-storage), so the pod count refuses its 16th runner once 97 - 16 + 1 = 82 pods
+    # outside the contract share honey; tinyland-dind (cap 20, 29 fit by cpu) at 78; the heavy
+    # lane (cap 2, 3 fit by memory) at 96; a lane that fits fewer than its cap by a resource
+    # ties that resource when the free slots fall to that count.
+    pc = capacity.pod_ceiling(topo, "honey")
+    assert (pc.slots, pc.standing, pc.at_caps, pc.other_pods, pc.spare_at_caps) == (110, 13, 67, 0, 43)
+    assert pc.refused_at == {"tinyland-nix": 82, "tinyland-dind": 78, "tinyland-nix-operator": 97,
+                             "tinyland-nix-heavy": 96, "jess-nix-heavy": 97, "tinyland-nix-kvm": 97,
+                             "tinyland-nix-gpu": 97}
+    # ... while sting has its CPU and memory to spare: not runner availability for honey's lanes.
+    assert pc.elsewhere_free == {"sting": {"cpu": 31_950, "memory": topo.node("sting").allocatable.memory - 64 * MiB}}
+
+
+def test_pod_ceiling_agrees_with_the_scenario(topo) -> None:
+    # The ceiling figure is a formula; the scenario packs runners one resource at a time.
+    # At the figure the scenario's refusal names the pod count; one pod fewer, it does not.
+    for node in ("honey", "sting"):
+        for name, k in capacity.pod_ceiling(topo, node).refused_at.items():
+            cap = topo.scale_set(name).max_runners
+            at = capacity.scenario(topo, {name: cap}, other_pods={node: k})
+            assert "pods" in at.refused_by[name], (name, k, at)
+            if k:
+                below = capacity.scenario(topo, {name: cap}, other_pods={node: k - 1})
+                assert "pods" not in below.refused_by.get(name, []), (name, k, below)
+
+
+def test_other_pods_take_slots_and_can_be_set(variant) -> None:
+    def crowded(d):
+        d["nodes"]["honey"]["other_pods"] = 90
+
+    topo = variant(crowded)
+    assert capacity.fit(topo, topo.scale_set("tinyland-nix")).fits["pods"] == 7
+    assert capacity.node_demand(topo, "honey").standing[capacity.OTHER_PODS] == 90
+    burst = capacity.scenario(topo, {"tinyland-nix": 16})
+    assert (burst.admitted, burst.queued, burst.refused_by) == (
+        {"tinyland-nix": 7}, {"tinyland-nix": 9}, {"tinyland-nix": ["pods"]})
+    assert burst.free["honey"]["pods"] == 0 and burst.free["sting"]["pods"] == 109
+    pc = capacity.pod_ceiling(topo, "honey")
+    assert (pc.other_pods, pc.spare_at_caps) == (90, 110 - 67 - 90)
+
+
+def test_other_pods_beyond_the_node_slots_is_an_error(variant) -> None:
+    import pytest
+
+    from flywheel_runtime.errors import TopologyError
+
+    def over(d):
+        d["nodes"]["honey"]["other_pods"] = 111
+
+    with pytest.raises(TopologyError, match=r"nodes\.honey\.other_pods: expected at most the node's 110 pod "
+                                            r"slots, got 111"):
+        variant(over)
+
+
+def test_capacity_cli_scenario_and_other_pods() -> None:
+    cmd = [sys.executable, "-m", "flywheel_runtime", "topology", "capacity", "--other-pods", "honey=90",
+           "--scenario", "tinyland-nix=16"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.strip().startswith("tinyland-nix ") and "admitted" in line)
+    assert row.split() == ["tinyland-nix", "7", "admitted", "9", "queued", "(Too", "many", "pods", "on", "honey)"]
+    assert "pods 0 (90 outside the contract)" in out
+    ceiling = next(line for line in out.splitlines() if "pod ceiling (2026-05-11)" in line and "honey" in line)
+    assert "tinyland-nix 82 (reached)," in ceiling and "tinyland-nix-heavy 96," in ceiling
+    doc = json.loads(subprocess.run(cmd + ["--json"], capture_output=True, text=True, check=True).stdout)
+    assert doc["scenario"]["queued"] == {"tinyland-nix": 9}
+    honey = next(n for n in doc["nodes"] if n["node"] == "honey")
+    assert honey["pod_ceiling"]["other_pods"] == 90
+    bad = subprocess.run(cmd[:5] + ["--other-pods", "honey=lots"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("got 'honey=lots'")

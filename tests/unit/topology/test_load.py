@@ -207,7 +207,7 @@ def test_decimal_gi_is_exact(whole: int, hundredths: int) -> None:
 @pytest.mark.parametrize("mutate,line", [
     (lambda d: d["nodes"]["honey"].update(colour="gold"),
      "variant.yaml: nodes.honey.colour: expected no such key (known: role, labels, taints, allocatable, schedulable, "
-     "runner_target, scratch), got 'gold'"),
+     "runner_target, scratch, other_pods), got 'gold'"),
     (lambda d: d.update(clusters=[]),
      "variant.yaml: clusters: expected no such key (known: schema, kubernetes_version, namespaces, services, nodes, "
      "storage_classes, overlays, label_taxonomy, runner_pod, arc, images, hint_profiles, warm_pools, cleanup, "
@@ -306,7 +306,7 @@ def test_cli_bad_file_is_exit_3_one_line(write_variant) -> None:
         out = _cli(*args)
         assert out.returncode == 3, args
         assert out.stderr == (f"flywheel-runtime: {path}: nodes.honey.colour: expected no such key (known: role, "
-                              "labels, taints, allocatable, schedulable, runner_target, scratch), got 'gold'\n")
+                              "labels, taints, allocatable, schedulable, runner_target, scratch, other_pods), got 'gold'\n")
         assert out.stdout == ""
 
 
