@@ -40,6 +40,10 @@ def test_only_the_layer_builds_kubernetes_clients() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("new_client_from_config", "load_kube_config",
                                                                  "load_incluster_config"):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+            # ... nor its own typed API handle (the provisioner's storage API included): Client has them.
+            if isinstance(node, ast.Attribute) and (node.attr.endswith(("V1Api", "V2Api")) or node.attr in (
+                    "ApiClient", "CustomObjectsApi", "DynamicClient", "VersionApi")):
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {node.attr}")
     assert offenders == []
 
 
