@@ -23,6 +23,27 @@ def filler(name: str, node: str, *, cpu: str | None = None, memory: str | None =
     }
 
 
+def listener_pod(topo, scale_set: str) -> dict[str, Any]:
+    """A scale set's listener pod as rendered, less the account ARC would create for it."""
+    from flywheel_runtime.topology import render
+
+    body = render.listener_pod(topo, scale_set)
+    body["spec"].pop("serviceAccountName")
+    return body
+
+
+def gitlab_pods(topo) -> list[dict[str, Any]]:
+    """One bare pod per replica of each rendered GitLab runner Deployment (min replicas)."""
+    from flywheel_runtime.topology import render
+
+    out = []
+    for d in (o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"):
+        tmpl = d["spec"]["template"]
+        out += [{"apiVersion": "v1", "kind": "Pod", "metadata": {**tmpl["metadata"], "generateName": "gitlab-"},
+                 "spec": tmpl["spec"]}] * d["spec"]["replicas"]
+    return out
+
+
 def node_usage(kube, node: str) -> dict[str, int]:
     """Requests of the non-terminal pods bound to ``node``, and their count."""
     used = {"cpu": 0, "memory": 0, "ephemeral-storage": 0, "pods": 0}

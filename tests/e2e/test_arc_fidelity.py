@@ -8,6 +8,8 @@ import pytest
 from flywheel_runtime.harness import arc
 from flywheel_runtime.topology import capacity, load, render
 
+from .helpers import gitlab_pods, listener_pod
+
 pytestmark = pytest.mark.e2e
 
 
@@ -41,9 +43,7 @@ def test_listeners_and_controller_land_where_the_topology_places_them(flywheel_c
         pods = {"controller": (c.kube.create_pod(render.controller_pod(topo), namespace=ns),
                                topo.arc.controller.node)}
         for s in topo.scale_sets:
-            body = render.listener_pod(topo, s.name)
-            body["spec"].pop("serviceAccountName")  # ARC creates the listener's account; not here
-            pods[s.name] = (c.kube.create_pod(body, namespace=ns), s.listener.node)
+            pods[s.name] = (c.kube.create_pod(listener_pod(topo, s.name), namespace=ns), s.listener.node)
         landed = {k: c.kube.wait_scheduled(ns, name, timeout=60).node for k, (name, _) in pods.items()}
         assert landed == {k: node for k, (_, node) in pods.items()}
         assert landed["tinyland-docker"] == "sting" and landed["jess-nix-heavy"] == "honey"
@@ -59,12 +59,7 @@ def test_burst_scenario_is_what_the_scheduler_admits(flywheel_cluster) -> None:
     expected = capacity.scenario(topo, {"tinyland-nix": 6})
     assert expected.queued == {"tinyland-nix": 0}
     with c.namespace("burst") as ns:
-        names = []
-        for d in (o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"):
-            tmpl = d["spec"]["template"]
-            names.append(c.kube.create_pod({"apiVersion": "v1", "kind": "Pod",
-                                            "metadata": {**tmpl["metadata"], "generateName": "gitlab-"},
-                                            "spec": tmpl["spec"]}, namespace=ns))
+        names = [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(topo)]
         names += [c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns) for _ in range(6)]
         nodes = [c.kube.wait_scheduled(ns, n, timeout=60).node for n in names]
         assert nodes == ["honey"] * 9

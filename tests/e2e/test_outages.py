@@ -139,7 +139,7 @@ def test_the_capacity_models_pod_ceiling_is_the_schedulers(flywheel_cluster) -> 
 
     from flywheel_runtime.topology import capacity, render
 
-    from .helpers import node_usage
+    from .helpers import gitlab_pods, listener_pod, node_usage
 
     c = flywheel_cluster
     topo = c.topology
@@ -150,17 +150,9 @@ def test_the_capacity_models_pod_ceiling_is_the_schedulers(flywheel_cluster) -> 
     with c.namespace("ceiling-model") as ns:
         # The standing pods the model counts: the controller, honey's listeners, GitLab at min.
         standing = [c.kube.create_pod(render.controller_pod(topo), namespace=ns)]
-        for s in topo.scale_sets:
-            if s.listener.node == "honey":
-                body = render.listener_pod(topo, s.name)
-                body["spec"].pop("serviceAccountName")  # ARC creates the listener's account; not here
-                standing.append(c.kube.create_pod(body, namespace=ns))
-        for d in (o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"):
-            g = next(g for g in topo.gitlab_runners if d["metadata"]["name"] == f"gitlab-runner-{g.name}")
-            tmpl = d["spec"]["template"]
-            for _ in range(g.min_replicas):
-                standing.append(c.kube.create_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {
-                    **tmpl["metadata"], "generateName": "gitlab-"}, "spec": tmpl["spec"]}, namespace=ns))
+        standing += [c.kube.create_pod(listener_pod(topo, s.name), namespace=ns)
+                     for s in topo.scale_sets if s.listener.node == "honey"]
+        standing += [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(topo)]
         assert len(standing) == ceiling.standing
         for n in standing:
             assert c.kube.wait_scheduled(ns, n, timeout=60).node == "honey"

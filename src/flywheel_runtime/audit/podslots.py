@@ -7,10 +7,11 @@ audit counts them: every pod bound to a node that is not terminal (the
 scheduler and the kubelet count Pending and Running pods, including ones
 stuck Terminating; Succeeded and Failed pods hold no slot), split into the
 contract's namespaces (ARC controller and listeners, scale sets, GitLab
-runners) and the rest.  The rest becomes the node's ``other_pods`` in the
-model, which then says, per lane pinned there, how many more such pods it
-takes before "Too many pods" refuses the lane's next runner -- or that it
-already does.
+runners) and the rest.  The model's pod ceiling (``capacity.pod_ceiling``)
+says, per lane pinned to the node, at how many pods outside the contract "Too
+many pods" refuses the lane's next runner; the live count says how many more
+it takes, or that it already does.  (``topo.with_other_pods`` feeds the count
+to the rest of the model: ``fit``, ``scenario``.)
 
 Exit codes of ``flywheel-runtime audit pod-slots``: 0 report; 1 with
 ``--fail-on-ceiling`` when the pods outside the contract already reach a
@@ -19,7 +20,6 @@ lane's ceiling on its node; 3 topology; 4 / 12 cluster.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -59,15 +59,13 @@ def count(topo: Topology, pods: list[dict[str, Any]]) -> list[NodeSlots]:
         if node not in by_node or (p.get("status") or {}).get("phase") in TERMINAL:
             continue
         by_node[node][p["metadata"]["namespace"]] += 1
-    measured = dataclasses.replace(topo, nodes=tuple(
-        dataclasses.replace(n, other_pods=min(n.allocatable.pods, sum(
-            c for ns, c in by_node[n.name].items() if ns not in mine))) for n in topo.nodes))
     out = []
-    for n in measured.nodes:
+    for n in topo.nodes:
         ns_counts = by_node[n.name]
         contract = sum(c for ns, c in ns_counts.items() if ns in mine)
         other = {ns: c for ns, c in sorted(ns_counts.items()) if ns not in mine}
-        refused_at = capacity.pod_ceiling(measured, n.name).refused_at if any(
+        # The ceilings depend on the contract alone; the live count says how near they are.
+        refused_at = capacity.pod_ceiling(topo, n.name).refused_at if any(
             s.node == n.name for s in topo.scale_sets) else {}
         total_other = sum(other.values())
         out.append(NodeSlots(n.name, n.allocatable.pods, contract, total_other, other,

@@ -111,9 +111,7 @@ def _capacity(args: argparse.Namespace) -> int:
                                 f"{topo.node(name).allocatable.pods} pod slots", exit_code=ExitCode.USAGE)
     for name in asked:
         topo.scale_set(name)  # an unknown name fails here, with the known ones
-    if others:
-        topo = dataclasses.replace(topo, nodes=tuple(
-            dataclasses.replace(n, other_pods=others.get(n.name, n.other_pods)) for n in topo.nodes))
+    topo = topo.with_other_pods(others)
     result = capacity.scenario(topo, asked) if asked else None
     if args.json:
         doc = capacity.report(topo)

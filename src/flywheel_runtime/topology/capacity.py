@@ -87,27 +87,25 @@ OTHER_PODS = "pods outside the contract"
 _SLOT_ONLY = {r: 0 for r in RESOURCE_NAMES} | {"pods": 1}  # a pod counted by its slot alone
 
 
-def _other(topo: Topology, node: str, other_pods: int | None = None) -> list[Lane]:
-    n = topo.node(node).other_pods if other_pods is None else other_pods
+def _other(topo: Topology, node: str) -> list[Lane]:
+    n = topo.node(node).other_pods
     return [(OTHER_PODS, dict(_SLOT_ONLY), n)] if n else []
 
 
-def standing(topo: Topology, node: str, other_pods: int | None = None) -> list[Lane]:
+def standing(topo: Topology, node: str) -> list[Lane]:
     """Pods always on ``node``: controller, listeners, GitLab runners at min
-    replicas, and the pods outside the contract (``other_pods`` overrides the
-    topology's figure)."""
+    replicas, and the pods outside the contract."""
     return _arc_pods(topo, node) + [(f"gitlab runner {g.name}", {**g.envelope.pod_requests(), "pods": 1},
                                      g.min_replicas) for g in topo.gitlab_runners if g.node == node
-                                    ] + _other(topo, node, other_pods)
+                                    ] + _other(topo, node)
 
 
 def utility_jobs(topo: Topology) -> list[str]:
-    """The CronJobs whose pods carry no selector (one running pod each at most:
-    cleanup forbids overlap; a warm-pool run is one short pod)."""
-    names = ["runner-cleanup"]
-    names += [f"{s.name}-warm-pool-min{w.min_runners}" for s in topo.scale_sets if s.warm_pool is not None
-              for w in s.warm_pool.schedules]
-    return names
+    """The rendered CronJobs, whose pods carry no selector (one running pod
+    each at most: cleanup forbids overlap; a warm-pool run is one short pod)."""
+    from flywheel_runtime.topology import render
+
+    return [cj["metadata"]["name"] for cj in (render.cleanup_cronjob(topo), *render.warm_pool_cronjobs(topo))]
 
 
 def _utility(topo: Topology, node: str) -> list[Lane]:
@@ -219,12 +217,11 @@ def _admit(free: dict[str, int], req: dict[str, int], count: int) -> tuple[int, 
     return n, ([] if n == count else [r for r in room if room[r] <= n])
 
 
-def scenario(topo: Topology, asked: dict[str, int], other_pods: dict[str, int] | None = None) -> Scenario:
+def scenario(topo: Topology, asked: dict[str, int]) -> Scenario:
     """What the scheduler admits when ``asked`` runners arrive together:
     requests decide admission; limits only say how hard admitted pods contend.
-    ``other_pods`` overrides nodes' pods outside the contract (``{"honey": 90}``)."""
-    others = other_pods or {}
-    free = {n.name: _free(topo, n.name, standing(topo, n.name, others.get(n.name))) for n in topo.nodes}
+    For other pods outside the contract, ask it of ``topo.with_other_pods(...)``."""
+    free = {n.name: _free(topo, n.name, standing(topo, n.name)) for n in topo.nodes}
     admitted: dict[str, int] = {}
     refused: dict[str, list[str]] = {}
     limits: dict[str, dict[str, int]] = {}
@@ -271,7 +268,7 @@ class PodCeiling:
 
 def pod_ceiling(topo: Topology, node_name: str) -> PodCeiling:
     node = topo.node(node_name)
-    contract = standing(topo, node_name, 0)
+    contract = [lane for lane in standing(topo, node_name) if lane[0] != OTHER_PODS]
     free = _free(topo, node_name, contract)
     refused_at: dict[str, int] = {}
     for s in topo.scale_sets:

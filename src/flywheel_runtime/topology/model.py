@@ -7,6 +7,7 @@ several scale sets may publish one label, and each keeps its own cap.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,10 +470,16 @@ class Topology:
 
     def default_nodes(self) -> tuple[Node, ...]:
         """Where a pod with no selector and no tolerations can land (the
-        utility CronJobs' pods): schedulable nodes without a NoSchedule or
-        NoExecute taint -- honey alone on this platform."""
-        return tuple(n for n in self.nodes if n.schedulable
-                     and not any(t.effect in ("NoSchedule", "NoExecute") for t in n.taints))
+        utility CronJobs' pods): schedulable nodes it is admitted to -- honey
+        alone on this platform."""
+        bare = Placement(None, {}, ())
+        return tuple(n for n in self.nodes if n.schedulable and bare.admits(n))
+
+    def with_other_pods(self, counts: dict[str, int]) -> Topology:
+        """This topology with ``counts`` as the named nodes' pods outside the
+        contract (a live count, or a what-if); other nodes keep theirs."""
+        return dataclasses.replace(self, nodes=tuple(
+            dataclasses.replace(n, other_pods=counts.get(n.name, n.other_pods)) for n in self.nodes))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:

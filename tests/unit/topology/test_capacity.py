@@ -193,10 +193,10 @@ def test_pod_ceiling_agrees_with_the_scenario(topo) -> None:
     for node in ("honey", "sting"):
         for name, k in capacity.pod_ceiling(topo, node).refused_at.items():
             cap = topo.scale_set(name).max_runners
-            at = capacity.scenario(topo, {name: cap}, other_pods={node: k})
+            at = capacity.scenario(topo.with_other_pods({node: k}), {name: cap})
             assert "pods" in at.refused_by[name], (name, k, at)
             if k:
-                below = capacity.scenario(topo, {name: cap}, other_pods={node: k - 1})
+                below = capacity.scenario(topo.with_other_pods({node: k - 1}), {name: cap})
                 assert "pods" not in below.refused_by.get(name, []), (name, k, below)
 
 
