@@ -21,12 +21,12 @@ import uuid
 
 def build_times() -> dict[str, float | None]:
     """Seconds each cached build took: first build.log write -> .complete stamp."""
-    from flywheel_runtime.harness import build
+    from flywheel_runtime import toolchain
 
     out: dict[str, float | None] = {}
-    for sub, version in (("kubernetes", build.KUBERNETES_VERSION), ("etcd", build.ETCD_VERSION),
-                         ("kwok", build.KWOK_VERSION)):
-        base = build.cache_root() / sub / version
+    for sub, version in (("kubernetes", toolchain.KUBERNETES_VERSION), ("etcd", toolchain.ETCD_VERSION),
+                         ("kwok", toolchain.KWOK_VERSION)):
+        base = toolchain.component_dir(sub, version)
         try:
             # The version dir is created as the build starts; the stamp written last.
             start = min(p.stat().st_mtime for p in (base / "src", base / "build.log") if p.exists())
@@ -56,17 +56,18 @@ def main() -> int:
     args = ap.parse_args()
 
     from flywheel_runtime.harness.benchmarks import pod_latency, run_scenario, time_up
-    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.harness import quiet_log
     from flywheel_runtime.harness.sim import SimCluster
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.topology import load
 
     topo = load()
     report: dict[str, object] = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                  "build_seconds": build_times()}
-    report["up"] = time_up(f"figures-up-{uuid.uuid4().hex[:6]}")
-    cluster = SimCluster(name=f"figures-{uuid.uuid4().hex[:6]}")
+    report["up"] = time_up(f"figures-up-{uuid.uuid4().hex[:6]}", topo)
+    cluster = SimCluster(name=f"figures-{uuid.uuid4().hex[:6]}", log=quiet_log)
     try:
-        kube = Kube(cluster.up(log=lambda m: None))
+        kube = connect(cluster.up(topo), check=False)
         kube.ensure_namespace("figures")
         lat = {}
         for ss in topo.scale_sets:

@@ -19,7 +19,6 @@ import json
 import statistics
 import sys
 import uuid
-from pathlib import Path
 
 KIND_UP_TARGET_S = 60.0  # kind's usual 30-60 s with a network, for three nodes
 JSON_STDOUT = True
@@ -27,21 +26,21 @@ JSON_STDOUT = True
 
 def build_times() -> dict[str, float | None]:
     """Seconds each first build took: the version dir's first file -> its .complete stamp."""
-    from flywheel_runtime.harness import build
+    from flywheel_runtime import toolchain
 
     out: dict[str, float | None] = {}
-    dirs = {name: build.cache_root() / name / t.version for name, t in build.KIND_TOOLS.items()}
-    dirs["kubelet+kubeadm+kube-proxy (with the sim's 4)"] = build.cache_root() / "kubernetes" / build.KUBERNETES_VERSION
-    dirs["etcd"] = build.cache_root() / "etcd" / build.ETCD_VERSION
+    dirs = {name: toolchain.component_dir(name, t.version) for name, t in toolchain.KIND_TOOLS.items()}
+    dirs["kubelet+kubeadm+kube-proxy (with the sim's 4)"] = toolchain.component_dir("kubernetes", toolchain.KUBERNETES_VERSION)
+    dirs["etcd"] = toolchain.component_dir("etcd", toolchain.ETCD_VERSION)
     for name, base in dirs.items():
         try:
             start = min(p.stat().st_mtime for p in (base / "build.log", base / "src") if p.exists())
             out[name] = round((base / ".complete").stat().st_mtime - start, 1)
         except (OSError, ValueError):
             out[name] = None
-    from flywheel_runtime.harness import nodeimage
+    from flywheel_runtime.harness.kind import nodeimage
 
-    for node in sorted((build.cache_root() / "kind-node").glob("*/.complete")):
+    for node in sorted((toolchain.cache_root() / "kind-node").glob("*/.complete")):
         for k, v in nodeimage.timings(node.parent).items():
             out[f"node image {k}"] = v
     return out
@@ -64,21 +63,21 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from flywheel_runtime.harness import get_backend
+    from flywheel_runtime.harness import get_backend, quiet_log
     from flywheel_runtime.harness.benchmarks import pod_latency, time_up
     from flywheel_runtime.harness.fit import scale_to_cluster
-    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.topology import load, render
 
     topo = load()
     doc: dict = {"build_seconds": build_times()}
-    doc["kind_up"] = time_up(f"fig-{uuid.uuid4().hex[:6]}", "kind")
-    doc["sim_up"] = time_up(f"fig-{uuid.uuid4().hex[:6]}", "sim")
+    doc["kind_up"] = time_up(f"fig-{uuid.uuid4().hex[:6]}", topo, "kind")
+    doc["sim_up"] = time_up(f"fig-{uuid.uuid4().hex[:6]}", topo, "sim")
     lanes: dict[str, dict] = {}
     for backend in ("sim", "kind"):
-        cluster = get_backend(backend, f"fig-{backend}-{uuid.uuid4().hex[:6]}")
+        cluster = get_backend(backend, f"fig-{backend}-{uuid.uuid4().hex[:6]}", log=quiet_log)
         try:
-            kube = Kube(Path(cluster.up(log=lambda m: None)))
+            kube = connect(cluster.up(topo), check=False)
             kube.ensure_namespace("figures")
             for ss in topo.scale_sets:
                 pod = render.pod(topo, ss.name)

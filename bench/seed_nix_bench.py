@@ -66,7 +66,8 @@ PEERS = {
     "seed-nix": lambda s, d: [*_SEED, "--source", str(s), "--target", str(d)],
     "seed-nix -j1": lambda s, d: [*_SEED, "--source", str(s), "--target", str(d), "--jobs", "1"],
 }
-OURS = ("seed-nix", "seed-nix -j1")
+BASELINE = "seed-nix@baseline"  # --baseline-src: the same CLI from other sources (what a change costs)
+OURS = ("seed-nix", "seed-nix -j1", BASELINE)
 
 
 def _sh(*cmd: str) -> None:
@@ -189,7 +190,8 @@ def rows(doc: dict) -> list[dict]:
     for name, r in peers.items():
         if name == "seed-nix":
             continue
-        role = "ours, one worker" if name in OURS else "peer" + ("" if r["exact"] else ", NOT exact")
+        role = ("the baseline build" if name == BASELINE else "ours, one worker") if name in OURS else (
+            "peer" + ("" if r["exact"] else ", NOT exact"))
         is_fastest = name == fastest
         out.append({"figure": f"seed-nix vs {name} ({fs}, median of {len(r['all_s'])}, interleaved)",
                     "ours": f"{ours['median_s']:.2f} s", "vs": f"{name} {r['median_s']:.2f} s ({role})",
@@ -221,7 +223,15 @@ def main() -> int:
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--no-peers", action="store_true", help="only peak RSS and the re-run time")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="also time seed-nix run from these sources (its PYTHONPATH, e.g. another checkout's src),"
+                         " interleaved with the peers: what a change costs, side by side (never a rival)")
     args = ap.parse_args()
+    if args.baseline_src:
+        base_src = str(Path(args.baseline_src).resolve())
+        PEERS[BASELINE] = lambda s, d: ["env", f"PYTHONPATH={base_src}", *PEERS["seed-nix"](s, d)]
+        if not args.no_peers and BASELINE not in args.peers.split(","):
+            args.peers += "," + BASELINE
     if os.geteuid() != 0:
         raise SystemExit("seed_nix_bench: needs root (store owners, mounts)")
     work = Path(args.workdir)

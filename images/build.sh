@@ -4,7 +4,7 @@
 # (default: every target).  Extra docker flags go in $DOCKER_BUILD_FLAGS; the nix
 # target needs $NIX_INSTALLER_SHA256 (the pinned Determinate installer's sha256).
 # Production path (upstream bases, BuildKit).  Offline, on debootstrap bases:
-#   .venv/bin/python -m flywheel_runtime.harness.runner_images [TARGET...]
+#   .venv/bin/python -m flywheel_runtime.harness.kind.runner_images [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

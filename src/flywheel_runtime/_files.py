@@ -18,8 +18,12 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        # O_EXCL|O_NOFOLLOW: whatever sat at the temporary name (a FIFO would
+        # block a plain open forever, a symlink would redirect it) is never opened.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             if fsync:
                 fh.flush()

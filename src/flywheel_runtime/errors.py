@@ -28,7 +28,15 @@ class ExitCode(IntEnum):
     PLAN_CHANGED = 14  # managed apply: the fresh post-quiesce plan differs from the scoped one (refused)
     INTERRUPTED = 15  # managed apply: stopped by SIGINT/SIGTERM, caps restored best-effort
     SCOPE_CONFLICT = 16  # managed apply: it runs on a lane it would quiesce
-    INTERNAL = 70  # a bug: anything not anticipated
+    TARGET_REFUSED = 17  # seed-nix: the target is empty, overlaps the source, holds data it never seeded, or a special file
+    OUTPUT_UNUSABLE = 18  # a file the runtime path must write (GITHUB_ENV) is not a writable regular file
+    WORKSPACE_LEFT = 19  # job-completed could not remove all of the previous job's workspace
+    ACTIONS_UNREACHABLE = 20  # the Actions service double: none found, unreachable, or it cannot listen
+    ARC_CONTROLLER_IMAGE = 21  # cluster up --arc: no ARC controller image given, or the one given cannot be loaded
+    INTERNAL = 70  # a bug: anything not anticipated (the traceback only with --debug / FLYWHEEL_DEBUG=1)
+    NOT_EXECUTABLE = 126  # entrypoint: the command exists but cannot be executed (the shell's code)
+    NOT_FOUND = 127  # entrypoint: the command was not found (the shell's code)
+    KEYBOARD_INTERRUPT = 130  # Ctrl-C: 128 + SIGINT, as the shell reports it
 
 
 class FlywheelError(Exception):
@@ -40,6 +48,10 @@ class FlywheelError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class ArcControllerImageError(FlywheelError):
+    exit_code = ExitCode.ARC_CONTROLLER_IMAGE
 
 
 class TopologyError(FlywheelError):
@@ -84,3 +96,15 @@ class ClusterError(FlywheelError):
 
 class DeadlineError(FlywheelError):
     exit_code = ExitCode.TIMEOUT
+
+
+class TargetRefusedError(FlywheelError):
+    exit_code = ExitCode.TARGET_REFUSED
+
+
+class OutputUnusableError(FlywheelError):
+    exit_code = ExitCode.OUTPUT_UNUSABLE
+
+
+class WorkspaceLeftError(FlywheelError):
+    exit_code = ExitCode.WORKSPACE_LEFT

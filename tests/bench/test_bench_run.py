@@ -101,7 +101,8 @@ def test_a_script_that_crashes_is_a_failure(tmp_path: Path) -> None:
 def test_every_real_bench_script_reports_rows() -> None:
     run = _load("run")
     names = [p.stem for p in run.scripts(BENCH)]
-    assert set(names) == {"canary_bench", "harness_figures", "kind_figures", "probe_bench", "seed_nix_bench"}
+    assert set(names) == {"arc_motion_bench", "canary_bench", "harness_figures", "kind_figures", "probe_bench",
+                          "seed_nix_bench"}
     for n in names:
         assert callable(getattr(_load(n), "rows", None)), n
 

@@ -32,10 +32,15 @@ def listener_pod(topo, scale_set: str) -> dict[str, Any]:
     return body
 
 
-def gitlab_pods(topo) -> list[dict[str, Any]]:
-    """One bare pod per replica of each rendered GitLab runner Deployment (min replicas)."""
+def gitlab_pods(c, ns: str) -> list[dict[str, Any]]:
+    """One bare pod per replica of each rendered GitLab runner Deployment (min replicas),
+    for namespace ``ns``, where the runners' own account is applied first (their pods name it)."""
+    from flywheel_runtime.harness.bootstrap import gitlab_service_accounts
     from flywheel_runtime.topology import render
 
+    topo = c.topology
+    for sa in gitlab_service_accounts(topo, ns):
+        c.kube.apply(sa)
     out = []
     for d in (o for o in render.gitlab_deployments(topo) if o["kind"] == "Deployment"):
         tmpl = d["spec"]["template"]

@@ -59,7 +59,7 @@ def test_burst_scenario_is_what_the_scheduler_admits(flywheel_cluster) -> None:
     expected = capacity.scenario(topo, {"tinyland-nix": 6})
     assert expected.queued == {"tinyland-nix": 0}
     with c.namespace("burst") as ns:
-        names = [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(topo)]
+        names = [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(c, ns)]
         names += [c.kube.create_pod(c.render_pod("tinyland-nix"), namespace=ns) for _ in range(6)]
         nodes = [c.kube.wait_scheduled(ns, n, timeout=60).node for n in names]
         assert nodes == ["honey"] * 9

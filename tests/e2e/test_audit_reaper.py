@@ -75,14 +75,14 @@ def test_just_in_time_recheck_spares_a_runner_that_took_a_job(flywheel_cluster) 
     """Between the plan and the delete a leaked runner picks up a job: the
     fresh re-read spares it.  The job is assigned through the real API."""
     from flywheel_runtime.audit import reaper
-    from flywheel_runtime.audit.kube import Cluster, connect
+    from flywheel_runtime.kube import Client, connect
 
     c = flywheel_cluster
     with c.namespace("reap") as ns:
         _world(c.kube, ns)
         base = connect(c.kubeconfig)
 
-        class RacingCluster(Cluster):
+        class RacingCluster(Client):
             """The real client; a job lands right after the planning snapshot."""
 
             listed = 0

@@ -1,6 +1,7 @@
-"""`cluster up|status|down` on a throwaway sim cluster of its own: the
-second ``up`` reuses, ``down`` leaves no process or port behind, and a
-crashed component makes ``status`` say so."""
+"""`cluster up --topology FILE|status|down` on a throwaway cluster of its own,
+built from the file it is given (on both backends): the second ``up`` reuses,
+``down`` leaves no process or port behind, and a crashed component makes
+``status`` say so."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import socket
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from flywheel_runtime.harness.sim import COMPONENTS, SimCluster, _alive
 
 pytestmark = pytest.mark.e2e
+FROM_FILE = "e2e.tinyland.dev/topology-file"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,14 +38,34 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def test_up_reuse_status_down_leaves_nothing_behind() -> None:
+def _topology_file(tmp_path: Path, mark: str) -> Path:
+    """The shipped topology with one more label on honey, so the cluster shows which file it was built from."""
+    import yaml
+
+    import flywheel_runtime.topology as topology
+
+    doc = yaml.safe_load(Path(topology.__file__).with_name("topology.yaml").read_text())
+    doc["nodes"]["honey"].setdefault("labels", {})[FROM_FILE] = mark
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _honey_label(kubeconfig: Path) -> str | None:
+    from flywheel_runtime.kube import connect
+
+    return (connect(kubeconfig).core.read_node("honey").metadata.labels or {}).get(FROM_FILE)
+
+
+def test_up_reuse_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     name = f"life-{uuid.uuid4().hex[:6]}"
     cluster = SimCluster(name=name)
     try:
-        first = _cli("up", "--backend", "sim", "--name", name)
+        first = _cli("up", "--backend", "sim", "--name", name, "--topology", str(_topology_file(tmp_path, name)))
         assert first.returncode == 0, first.stderr
         assert first.stdout.strip().splitlines() == [str(cluster.kubeconfig)]  # alone on stdout
         assert "up in" in first.stderr
+        assert _honey_label(cluster.kubeconfig) == name  # built from --topology, not the shipped file
         state = json.loads((cluster.state_dir / "state.json").read_text())
         assert set(state["pids"]) == set(COMPONENTS)
 
@@ -69,12 +92,11 @@ def test_up_reuse_status_down_leaves_nothing_behind() -> None:
     assert _cli("status", "--backend", "sim", "--name", name).returncode == 1
 
 
-def test_kind_up_reuse_status_down_leaves_the_host_as_found(request: pytest.FixtureRequest) -> None:
+def test_kind_up_reuse_status_down_leaves_the_host_as_found(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """A throwaway kind cluster of its own through the CLI: kubeconfig alone on
     stdout (last), reuse, status, down; then no node container, bridge, rule or
     dockerd is left and the sysctls the kubelets rewrite are as they were."""
-    from flywheel_runtime.harness import engine
-    from flywheel_runtime.harness.kind import KindBackend
+    from flywheel_runtime.harness.kind import KindBackend, engine
     from flywheel_runtime.harness.pytest_plugin import selected_backends
 
     if "kind" not in selected_backends(request.config):
@@ -86,10 +108,12 @@ def test_kind_up_reuse_status_down_leaves_the_host_as_found(request: pytest.Fixt
     before = engine.host_snapshot()
     try:
         first = subprocess.run([sys.executable, "-m", "flywheel_runtime", "cluster", "up", "--backend", "kind",
-                                "--name", name], capture_output=True, text=True, timeout=900)
+                                "--name", name, "--topology", str(_topology_file(tmp_path, name))],
+                               capture_output=True, text=True, timeout=900)
         assert first.returncode == 0, first.stderr[-2000:]
         assert first.stdout.strip().splitlines() == [str(cluster.kubeconfig)]
         assert "up in" in first.stderr
+        assert _honey_label(cluster.kubeconfig) == name  # built from --topology, not the shipped file
         second = _cli("up", "--backend", "kind", "--name", name)
         assert second.returncode == 0 and second.stdout == first.stdout
         assert "reusing" in second.stderr

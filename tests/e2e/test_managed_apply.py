@@ -1,5 +1,7 @@
-"""managed-apply run on the sim cluster: ARC's real CRDs, real server-side
-apply, the CLI as a user runs it.  What cannot exist here is GitHub: no job is
+"""managed-apply run on the sim cluster: ARC's real CRDs, the CLI as a user
+runs it, the apply through an operator's command (``kubectl replace`` of the
+AutoscalingRunnerSet the chart would make: these sets have no Helm release;
+the live test against the real controller upgrades the releases with helm).  What cannot exist here is GitHub: no job is
 ever assigned and no listener is ever registered, so the test plays those parts
 (job fields on EphemeralRunners, AutoscalingListeners that follow the caps).
 
@@ -67,9 +69,13 @@ def _caps(kube: Any, ns: str, name: str) -> tuple[int, int]:
 
 
 def _start(c: Any, ns: str, topo_path: Path, *extra: str) -> subprocess.Popen[str]:
+    from flywheel_runtime import toolchain
+
+    apply = f'{toolchain.kubectl()} --kubeconfig {c.kubeconfig} replace -f "$FLYWHEEL_APPLY_MANIFEST"'
     return subprocess.Popen(
         [sys.executable, "-m", "flywheel_runtime", "managed-apply", "run", "--json", "--kubeconfig",
          str(c.kubeconfig), "--topology", str(topo_path), "--listener-namespace", ns, "--interval", "0.5",
+         "--apply-command", apply,
          "--settle-timeout", "2", "--prove-deadline", "60",
          # The listeners here are minutes old at most: inside the grace window they may still follow.
          "--prove-grace", "60", *extra],
@@ -137,8 +143,13 @@ def test_busy_runners_drain_then_apply_restores_caps_and_proves(flywheel_cluster
                                                         "apply", "restore", "prove"]
         assert json.loads(snap.read_text())[f"{ns}/tinyland-nix"] == {"maxRunners": 10, "minRunners": 0}
         assert _caps(c.kube, ns, "tinyland-nix-compute-expansion") == (0, 8)
-        managers = {m["manager"] for m in _ars(c.kube, ns, "tinyland-nix")["metadata"]["managedFields"]}
-        assert "flywheel-runtime" in managers
+        applied = next(s for s in report["steps"] if s["step"] == "apply")["applied"]
+        assert applied == [f"update {ns}/tinyland-nix (--apply-command)"]
+        fields = _ars(c.kube, ns, "tinyland-nix")["metadata"]["managedFields"]
+        # the caps were written by the procedure's own field manager; nothing took fields by server-side apply
+        assert any(m["manager"] == "flywheel-managed-apply" and "f:maxRunners" in json.dumps(m["fieldsV1"])
+                   for m in fields), fields
+        assert all(m.get("operation") != "Apply" for m in fields), fields
 
 
 def test_drain_that_times_out_restores_the_snapshot(flywheel_cluster, tmp_path) -> None:

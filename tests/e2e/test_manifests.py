@@ -17,13 +17,19 @@ def test_every_rendered_manifest_passes_server_side_dry_run(flywheel_cluster) ->
     c = flywheel_cluster
     topo = c.topology
     objs = list(render.cluster_objects(topo))
-    objs += [render.pod(topo, s.name) for s in topo.scale_sets]
+    # Runner pods under the account ARC gives them (the chart's no-permission one, which
+    # the bootstrap made): the device admission policy admits a device lane's only so.
+    account = {s.name: render.arc_additions(topo, s.name)["serviceAccountName"] for s in topo.scale_sets}
+    for s in topo.scale_sets:
+        pod = render.pod(topo, s.name)
+        pod["spec"]["serviceAccountName"] = account[s.name]
+        objs.append(pod)
     objs += [render.autoscaling_runner_set(topo, s.name) for s in topo.scale_sets]
     for s in topo.scale_sets:  # Helm values' pod template, as a pod
         tmpl = render.helm_values(topo, s.name)["template"]
         objs.append({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {**tmpl["metadata"], "generateName": f"{s.name}-helm-", "namespace": s.namespace},
-                     "spec": tmpl["spec"]})
+                     "spec": {**tmpl["spec"], "serviceAccountName": account[s.name]}})
     for n in render.node_objects(topo):  # Nodes exist already: dry-run a renamed copy
         n = copy.deepcopy(n)
         n["metadata"]["name"] += "-dry-run"

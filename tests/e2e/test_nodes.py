@@ -47,7 +47,7 @@ def _kind(c) -> None:
 
 
 def test_the_egress_guard_is_in_place_and_checked_without_sending_anything(flywheel_cluster) -> None:
-    from flywheel_runtime.harness import engine
+    from flywheel_runtime.harness.kind import engine
 
     _kind(flywheel_cluster)
     assert engine.guard_present()
@@ -74,7 +74,7 @@ def test_pods_on_sting_reach_cluster_dns_and_the_api_across_nodes(flywheel_clust
     """A pod on sting resolves the API service through CoreDNS (on another node:
     sting is tainted) and reaches the API server through kube-proxy's VIP: pod
     routes between nodes, DNS and services all work without kindnetd."""
-    from flywheel_runtime.harness import nodeimage
+    from flywheel_runtime.harness.kind import nodeimage
 
     c = flywheel_cluster
     _kind(c)

@@ -152,7 +152,7 @@ def test_the_capacity_models_pod_ceiling_is_the_schedulers(flywheel_cluster) -> 
         standing = [c.kube.create_pod(render.controller_pod(topo), namespace=ns)]
         standing += [c.kube.create_pod(listener_pod(topo, s.name), namespace=ns)
                      for s in topo.scale_sets if s.listener.node == "honey"]
-        standing += [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(topo)]
+        standing += [c.kube.create_pod(body, namespace=ns) for body in gitlab_pods(c, ns)]
         assert len(standing) == ceiling.standing
         for n in standing:
             assert c.kube.wait_scheduled(ns, n, timeout=60).node == "honey"

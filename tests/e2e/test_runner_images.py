@@ -1,6 +1,6 @@
 """The runner images in the lanes' own pods on real kubelets (kind).
 
-The images are built offline (harness.runner_images) and loaded into every
+The images are built offline (harness.kind.runner_images) and loaded into every
 node under the topology's tags; each lane's rendered pod runs its real image
 with a test-only stand-in for the GitHub runner's run.sh (runner_standin/run.sh,
 from a ConfigMap) that runs the job hooks around a scripted job.  Figures
@@ -35,9 +35,9 @@ RESULT = re.compile(r"^standin: result (\{.*\})$", re.MULTILINE)
 
 
 def _figures_file() -> Path:
-    from flywheel_runtime.harness import build
+    from flywheel_runtime import toolchain
 
-    return build.cache_root() / "bench" / "runner-images-e2e.json"
+    return toolchain.cache_root() / "bench" / "runner-images-e2e.json"
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,12 @@ def kind_cluster(flywheel_cluster: Any) -> Any:
 @pytest.fixture(scope="module")
 def images(kind_cluster: Any) -> dict[str, Any]:
     """Every runner image and the DinD daemon, built (or cached) and loaded into the nodes."""
-    from flywheel_runtime.harness import build, engine, runner_images
+    from flywheel_runtime import toolchain
+    from flywheel_runtime.harness.kind import engine, runner_images
 
-    eng = engine.start(build.cache_root())  # the engine the kind nodes run on
+    eng = engine.start(toolchain.cache_root())  # the engine the kind nodes run on
     t0 = time.monotonic()
-    built = runner_images.Builder(eng).build_all()
+    built = runner_images.Builder(eng, kind_cluster.topology).build_all()
     FIGURES["images"] = {b.target: {"tag": b.tag, "build_s": round(b.seconds, 1), "cached": b.cached}
                          for b in built}
     FIGURES["images_build_total_s"] = round(time.monotonic() - t0, 1)
@@ -64,12 +65,48 @@ def images(kind_cluster: Any) -> dict[str, Any]:
     return {b.target: b.tag for b in built}
 
 
+# What a test created outside its own namespace (a device lane's pods and canary
+# Jobs run in the lane's namespace: the device admission policy admits them nowhere
+# else), removed when the test ends.
+OUTSIDE: list[tuple[str, str, str]] = []  # (kind, namespace, name)
+
+
+def _standin_config(kube: Any, namespace: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        kube.core.create_namespaced_config_map(namespace, {
+            "metadata": {"name": "flywheel-standin"}, "data": {"run.sh": STANDIN.read_text()}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        kube.core.replace_namespaced_config_map("flywheel-standin", namespace, {
+            "metadata": {"name": "flywheel-standin"}, "data": {"run.sh": STANDIN.read_text()}})
+
+
 @pytest.fixture()
 def ns(kind_cluster: Any, images: dict[str, Any]) -> Any:
     with kind_cluster.namespace("img") as name:
-        kind_cluster.kube.core.create_namespaced_config_map(name, {
-            "metadata": {"name": "flywheel-standin"}, "data": {"run.sh": STANDIN.read_text()}})
-        yield name
+        _standin_config(kind_cluster.kube, name)
+        try:
+            yield name
+        finally:
+            while OUTSIDE:
+                kind, where, obj = OUTSIDE.pop()
+                kind_cluster.kubectl("delete", kind, obj, "-n", where, "--ignore-not-found", "--wait=false")
+
+
+def lane_namespace(c: Any, lane: str, ns: str) -> str:
+    """Where the lane's pod runs: ``ns``, or a device lane's own namespace (with the
+    stand-in's ConfigMap), where its account lets the device class in."""
+    from flywheel_runtime.topology import devices
+
+    ss = TOPO.scale_set(lane)
+    if devices.of_scale_set(ss) is None:
+        return ns
+    _standin_config(c.kube, ss.namespace)
+    OUTSIDE.append(("configmap", ss.namespace, "flywheel-standin"))
+    return ss.namespace
 
 
 @dataclass
@@ -94,9 +131,15 @@ def _log(c: Any, ns: str, name: str, container: str = "runner") -> str:
 
 
 def standin_pod(c: Any, lane: str, job: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The lane's rendered pod (scaled to kind's nodes) with the stand-in run.sh mounted."""
+    """The lane's rendered pod (scaled to kind's nodes) with the stand-in run.sh mounted;
+    a device lane's under ARC's account for it (see :func:`lane_namespace`)."""
+    from flywheel_runtime.topology import devices, render
+
     pod = copy.deepcopy(c.render_pod(lane))
     spec = pod["spec"]
+    ss = TOPO.scale_set(lane)
+    if devices.of_scale_set(ss) is not None:
+        spec["serviceAccountName"] = render.no_permission_service_account(ss)
     runner = next(x for x in spec["containers"] if x["name"] == "runner")
     runner["env"] = [*runner["env"], {"name": "FLYWHEEL_STANDIN_JOB", "value": job},
                      *({"name": k, "value": v} for k, v in (env or {}).items())]
@@ -109,10 +152,12 @@ def standin_pod(c: Any, lane: str, job: str, env: dict[str, str] | None = None) 
 
 def run_pod(c: Any, ns: str, pod: dict[str, Any], *, timeout: float = 300, while_running: Any = None) -> Run:
     """Create the pod, time it to running and to the stand-in's first line, wait for the end."""
-    from flywheel_runtime.harness.kube import wait_for
+    from flywheel_runtime.kube import wait_for
 
     t0 = time.monotonic()
     name = c.kube.create_pod(pod, namespace=ns)
+    if not ns.startswith("img-"):
+        OUTSIDE.append(("pod", ns, name))
 
     def runner_state() -> Any:
         p = c.kube.core.read_namespaced_pod(name, ns)
@@ -165,7 +210,7 @@ def test_lane_pod_runs_its_image_on_its_node(kind_cluster: Any, ns: str, images:
     pod = standin_pod(kind_cluster, lane, JOB)
     runner = pod["spec"]["containers"][0]
     assert runner["image"] == ss.image and ss.image in images.values()
-    r = run_pod(kind_cluster, ns, pod)
+    r = run_pod(kind_cluster, lane_namespace(kind_cluster, lane, ns), pod)
     FIGURES["lanes"][lane] = {"node": r.node, "create_to_running_s": round(r.running_s, 2),
                               "create_to_entrypoint_ready_s": round(r.ready_s, 2)}
     assert r.node == _expect_node(lane)
@@ -191,7 +236,8 @@ def test_lane_pod_runs_its_image_on_its_node(kind_cluster: Any, ns: str, images:
 def test_kvm_lane_without_its_device_is_refused(kind_cluster: Any, ns: str) -> None:
     pod = standin_pod(kind_cluster, "tinyland-nix-kvm", JOB)
     del pod["spec"]["runtimeClassName"]  # what the lane rendered before: no way in for /dev/kvm
-    r = run_pod(kind_cluster, ns, pod)
+    # in the lane's namespace under its account, as ARC would run it
+    r = run_pod(kind_cluster, lane_namespace(kind_cluster, "tinyland-nix-kvm", ns), pod)
     assert r.result == {"started": 6, "job": -1, "completed": 0}, r.logs[-2000:]
     assert "lane tinyland-nix-kvm declares kvm but this pod lacks kvm (" in r.logs
     assert "job: hints schema" not in r.logs  # no step ran
@@ -226,9 +272,10 @@ def _seed_on_host(tmp_path: Path) -> float:
     import subprocess
     import sys
 
-    from flywheel_runtime.harness import build, engine
+    from flywheel_runtime import toolchain
+    from flywheel_runtime.harness.kind import engine
 
-    eng = engine.start(build.cache_root())
+    eng = engine.start(toolchain.cache_root())
     tag = TOPO.images["nix"]
     cid = eng.docker("create", tag, "true").stdout.decode().strip()
     try:
@@ -257,7 +304,7 @@ echo "job: saw the daemon's file"
     seen: dict[str, str] = {}
 
     def from_the_daemon_side(name: str) -> None:
-        from flywheel_runtime.harness.kube import wait_for
+        from flywheel_runtime.kube import wait_for
 
         wait_for(lambda: "job: workspace" in _log(kind_cluster, ns, name), 120, "the job's workspace line",
                  interval=0.3)
@@ -278,13 +325,18 @@ echo "job: saw the daemon's file"
 # -- canary Jobs in the lanes' pods -------------------------------------------
 
 
-def _run_job(c: Any, ns: str, job: dict[str, Any], timeout: float = 300) -> tuple[str, str, int | None]:
-    """Create a batch/v1 Job; return its pod's phase, log and exit code."""
+def _run_job(c: Any, ns: str | None, job: dict[str, Any], timeout: float = 300) -> tuple[str, str, int | None]:
+    """Create a batch/v1 Job in ``ns`` (None: the namespace it names, and it is deleted
+    when the test ends); return its pod's phase, log and exit code."""
     from kubernetes import client
 
-    from flywheel_runtime.harness.kube import wait_for
+    from flywheel_runtime.kube import wait_for
 
     job = copy.deepcopy(job)
+    if ns is None:
+        ns = job["metadata"]["namespace"]
+        job["metadata"]["name"] += "-" + uuid.uuid4().hex[:6]
+        OUTSIDE.append(("job", ns, job["metadata"]["name"]))
     job["metadata"]["namespace"] = ns
     client.BatchV1Api(c.kube.core.api_client).create_namespaced_job(ns, job)
     name = job["metadata"]["name"]
@@ -301,6 +353,7 @@ def _run_job(c: Any, ns: str, job: dict[str, Any], timeout: float = 300) -> tupl
 
 
 def _canary_job(c: Any, lane: str, command: list[str] | None = None) -> dict[str, Any]:
+    """The lane's canary Job as rendered: in the lane's namespace, under its account."""
     from flywheel_runtime.canary.jobs import job_manifest
 
     job = c.fit(job_manifest(TOPO, lane))
@@ -321,7 +374,7 @@ def test_kvm_canary_job_passes_in_the_kvm_lane(kind_cluster: Any, ns: str) -> No
     job = _canary_job(kind_cluster, "kvm")
     spec = job["spec"]["template"]["spec"]
     assert spec["runtimeClassName"] == "flywheel-kvm" and "privileged" not in spec["containers"][0]["securityContext"]
-    phase, log, code = _run_job(kind_cluster, ns, job)
+    phase, log, code = _run_job(kind_cluster, None, job)
     assert phase == "Succeeded" and code == 0, log[-2000:]
     doc = _report(log)
     assert doc["canary"] == "kvm" and doc["status"] == "passed" and all(c["passed"] for c in doc["checks"])
@@ -330,13 +383,13 @@ def test_kvm_canary_job_passes_in_the_kvm_lane(kind_cluster: Any, ns: str) -> No
 def test_gpu_canary_job_passes_on_lavapipe_and_refuses_it_as_hardware(kind_cluster: Any, ns: str) -> None:
     job = _canary_job(kind_cluster, "gpu")
     assert "--require-hardware" in job["spec"]["template"]["spec"]["containers"][0]["command"]
-    phase, log, code = _run_job(kind_cluster, ns, job)
+    phase, log, code = _run_job(kind_cluster, None, job)
     # as designed: lavapipe is a CPU rasteriser, so the hardware lane's canary says its GPU is absent
     assert phase == "Failed" and code == 6, log[-2000:]
     assert "hardware GPU required but only a software adapter is available" in log
     soft = _canary_job(kind_cluster, "gpu", ["flywheel-runtime", "canary", "gpu", "--json"])
     soft["metadata"]["name"] += "-software"
-    phase, log, code = _run_job(kind_cluster, ns, soft)
+    phase, log, code = _run_job(kind_cluster, None, soft)
     assert phase == "Succeeded" and code == 0, log[-3000:]
     doc = _report(log)
     by = {r["canary"]: r for r in doc["canaries"]}
@@ -359,16 +412,12 @@ def _job_from_cronjob(cj: dict[str, Any], suffix: str) -> dict[str, Any]:
 
 @pytest.fixture()
 def operator_namespace(kind_cluster: Any, images: dict[str, Any]) -> Any:
-    """The CronJobs' namespace with the rendered ServiceAccount and RBAC applied (removed after)."""
+    """The CronJobs' accounts and RBAC, as the harness's bootstrap applied them (rendered)."""
     from flywheel_runtime.topology import render
 
-    objs = render.operator_rbac(TOPO)
-    for o in objs:
-        kind_cluster.kube.apply(o)
+    for o in render.operator_rbac(TOPO):
+        kind_cluster.kubectl("get", "-n", o["metadata"]["namespace"], o["kind"].lower(), o["metadata"]["name"])
     yield
-    for o in reversed(objs):
-        kind_cluster.kubectl("delete", "--ignore-not-found", "-n", o["metadata"]["namespace"],
-                             o["kind"].lower(), o["metadata"]["name"])
 
 
 def test_cronjobs_run_as_jobs_with_their_rbac_and_do_their_work(kind_cluster: Any, operator_namespace: Any) -> None:

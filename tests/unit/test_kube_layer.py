@@ -1,25 +1,50 @@
-"""One Kubernetes client layer: the harness's and the audits' names are the same objects."""
+"""One Kubernetes client layer, under one name: ``flywheel_runtime.kube.Client``."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+import pytest
 
 import flywheel_runtime
 from flywheel_runtime import kube
-from flywheel_runtime.audit import kube as audit_kube
-from flywheel_runtime.harness import kube as harness_kube
 
 SRC = Path(flywheel_runtime.__file__).parent
+REPO = SRC.parents[1]
 
 
-def test_harness_and_audits_share_the_client() -> None:
-    assert issubclass(harness_kube.Kube, audit_kube.Cluster)
-    assert audit_kube.Cluster is kube.Client
-    assert harness_kube.wait_for is kube.wait_for and audit_kube.connect is kube.connect
-    assert harness_kube.PodVerdict is kube.PodVerdict
+def test_the_client_has_the_whole_surface() -> None:
     for name in ("list_arc", "patch_arc", "apply_arc", "server_side_apply", "create_pod", "wait_scheduled"):
         assert callable(getattr(kube.Client, name))
+
+
+@pytest.mark.parametrize("module", ["flywheel_runtime.audit.kube", "flywheel_runtime.harness.kube"])
+def test_the_old_aliases_are_gone(module: str) -> None:
+    """The audits' ``Cluster`` and the harness's ``Kube`` were other names for the same client."""
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(module)
+
+
+def test_no_other_name_for_the_client() -> None:
+    """Nothing subclasses Client or binds it to another name (``import Client as X``, ``X = Client``),
+    in the package, its tests or the bench scripts; a test's stand-in may subclass it."""
+    offenders = []
+    for path in [*SRC.rglob("*.py"), *(REPO / "bench").glob("*.py"), *(REPO / "tests").rglob("*.py")]:
+        if path.parent == SRC / "kube":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flywheel_runtime.kube"):
+                offenders += [f"{path}:{node.lineno} as {a.asname}" for a in node.names
+                              if a.name == "Client" and a.asname not in (None, "Client")]
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id == "Client":
+                offenders.append(f"{path}:{node.lineno} = Client")
+            if isinstance(node, ast.ClassDef) and path.is_relative_to(SRC) and any(
+                    getattr(b, "id", getattr(b, "attr", None)) == "Client" for b in node.bases):
+                offenders.append(f"{path}:{node.lineno} class {node.name}(Client)")
+    assert offenders == []
 
 
 def test_the_public_api_is_small() -> None:

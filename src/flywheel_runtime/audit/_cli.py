@@ -8,7 +8,8 @@ Exit codes (errors.py holds the table; these commands add no new numbers):
                                missing; 12 malformed or unavailable summary;
                                4 no kubeconfig / cluster unreachable
 ``audit labels``               0 report; 1 with ``--fail-on-debt`` when a label
-                               has global capacity debt, or live cap, envelope
+                               has global capacity debt, a cap its fast-local
+                               pool cannot back, or live cap, envelope
                                or placement drift / a topology scale set
                                missing live; 3 topology
                                invalid; 4 kubeconfig / unreachable
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # datetime is imported when a time is parsed, not on every CLI start
     import datetime as dt
+    from pathlib import Path
 
 
 def _iso(value: str) -> dt.datetime:
@@ -207,6 +209,13 @@ def _register_managed_apply(sub: "argparse._SubParsersAction[argparse.ArgumentPa
                            help="listener proof grace window (default 60)")
             p.add_argument("--prove-deadline", type=_seconds, default=300.0, metavar="S",
                            help="listener proof deadline (default 300)")
+            p.add_argument("--chart", metavar="DIR", default=None,
+                           help="the gha-runner-scale-set chart the apply upgrades each changed set's Helm release "
+                                "with (default: $FLYWHEEL_ARC_CHARTS/gha-runner-scale-set)")
+            p.add_argument("--apply-command", metavar="CMD", default=None,
+                           help="apply with this instead of helm: run by sh -c once per changed set, with "
+                                "FLYWHEEL_APPLY_SCALE_SET, _NAMESPACE, _ACTION, _VALUES (the chart values file, caps "
+                                "0 while frozen) and _MANIFEST (the AutoscalingRunnerSet the chart makes of them)")
         _common(p, topology=True)
         p.set_defaults(handler=_managed_apply)
 
@@ -215,7 +224,7 @@ def _managed_apply(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from flywheel_runtime.audit import managed_apply as ma
-    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.topology import load
 
     topo = load(args.topology)
@@ -229,6 +238,7 @@ def _managed_apply(args: argparse.Namespace) -> int:
         interval_s=args.interval, listener_namespace=args.listener_namespace, topology_path=args.topology,
         snapshot_path=Path(args.snapshot) if getattr(args, "snapshot", None) else None,
         prove_grace_s=getattr(args, "prove_grace", 60.0), prove_deadline_s=getattr(args, "prove_deadline", 300.0),
+        apply_command=getattr(args, "apply_command", None), chart=_chart(getattr(args, "chart", None)),
     )
     proc = ma.Procedure(connect(args.kubeconfig), topo, opts)
     try:
@@ -238,6 +248,16 @@ def _managed_apply(args: argparse.Namespace) -> int:
         if report is not None:
             _emit(args, report.to_dict(), ma.render_text(report))
     return 0
+
+
+def _chart(given: str | None) -> Path | None:
+    import os
+    from pathlib import Path
+
+    if given:
+        return Path(given)
+    charts = os.environ.get("FLYWHEEL_ARC_CHARTS")
+    return Path(charts) / "gha-runner-scale-set" if charts else None
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -268,7 +288,7 @@ def _imagefs(args: argparse.Namespace) -> int:
     if args.stats_file:
         summary = imagefs.load_stats_file(args.stats_file)
     else:
-        from flywheel_runtime.audit.kube import connect
+        from flywheel_runtime.kube import connect
 
         cluster = connect(args.kubeconfig)
         summary = imagefs.fetch_summary(cluster, args.node)
@@ -288,7 +308,7 @@ def _labels(args: argparse.Namespace) -> int:
     topo = load(args.topology)
     live = None
     if not args.offline:
-        from flywheel_runtime.audit.kube import connect
+        from flywheel_runtime.kube import connect
 
         cluster = connect(args.kubeconfig)
         if args.all_namespaces:
@@ -321,7 +341,7 @@ def _pod_slots(args: argparse.Namespace) -> int:
             raise ClusterError(f"audit pod-slots: {path} is not `kubectl get pods -o json` output "
                                f"({exc.__class__.__name__}: {exc})") from exc
     else:
-        from flywheel_runtime.audit.kube import api_errors, connect
+        from flywheel_runtime.kube import api_errors, connect
 
         cluster = connect(args.kubeconfig)
         with api_errors(cluster, "listing pods"):
@@ -344,11 +364,12 @@ def _alert_rules(args: argparse.Namespace) -> int:
     rc = 0
     check: dict[str, Any] | None = None
     if args.check:
+        from flywheel_runtime import toolchain
         from flywheel_runtime.audit import promtool
 
         res = promtool.check_rules(yaml.safe_dump(alerts.rule_file(topo), sort_keys=False),
-                                   promtool.ensure_promtool())
-        check = {"tool": "promtool", "version": promtool.PROMETHEUS_MODULE_VERSION, "ok": res.ok,
+                                   toolchain.binary("promtool"))
+        check = {"tool": "promtool", "version": toolchain.GO_TOOLS["promtool"].version, "ok": res.ok,
                  "output": res.output}
         rc = 0 if res.ok else 1
     if args.json:
@@ -363,7 +384,7 @@ def _alert_rules(args: argparse.Namespace) -> int:
 
 def _prove_listener_caps(args: argparse.Namespace) -> int:
     from flywheel_runtime.audit import listener
-    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.errors import DeadlineError
 
     cluster = connect(args.kubeconfig)
@@ -384,7 +405,7 @@ def _prove_listener_caps(args: argparse.Namespace) -> int:
 
 def _reap(args: argparse.Namespace) -> int:
     from flywheel_runtime.audit import reaper
-    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.errors import DeadlineError
 
     result = reaper.reap(connect(args.kubeconfig), args.namespace, apply=args.apply,
@@ -407,7 +428,7 @@ def _reap(args: argparse.Namespace) -> int:
 
 def _cleanup(args: argparse.Namespace) -> int:
     from flywheel_runtime.audit import cleanup
-    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.topology import load
 
     topo = load(args.topology)
@@ -425,7 +446,7 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _warm_pool(args: argparse.Namespace) -> int:
     from flywheel_runtime.audit import warmpool
-    from flywheel_runtime.audit.kube import connect
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.errors import TopologyError
     from flywheel_runtime.topology import load
 
@@ -436,7 +457,7 @@ def _warm_pool(args: argparse.Namespace) -> int:
             raise TopologyError(f"scale set {ss.name!r} has no warm pool in {topo.source}")
     now = _now(args)
     cluster = connect(args.kubeconfig)
-    from flywheel_runtime.audit.kube import api_errors
+    from flywheel_runtime.kube import api_errors
 
     with api_errors(cluster, "reconciling warm-pool minRunners"):
         changes = warmpool.reconcile(cluster.custom, topo, now, apply=args.apply, only=args.scale_set)

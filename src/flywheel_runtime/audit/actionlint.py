@@ -7,7 +7,8 @@ platform lints ``runs-on: tinyland-nix-gpu`` against the live taxonomy and a
 label the platform does not serve fails its lint.  ``topology render
 actionlint`` prints it.
 
-actionlint itself is built from the Go module proxy (:mod:`.gotool`); it runs
+actionlint itself is built from the Go module proxy by the toolchain
+(``toolchain.binary("actionlint")``); it runs
 shellcheck over ``run:`` scripts when shellcheck is on PATH (Debian's package).
 """
 
@@ -22,11 +23,7 @@ from typing import Any
 
 import yaml
 
-from flywheel_runtime.audit import gotool
 from flywheel_runtime.topology.model import Topology
-
-ACTIONLINT_VERSION = "v1.7.12"
-PACKAGE = "github.com/rhysd/actionlint/cmd/actionlint"
 
 
 def labels(topo: Topology) -> list[str]:
@@ -37,15 +34,6 @@ def labels(topo: Topology) -> list[str]:
 def config(topo: Topology) -> dict[str, Any]:
     """An ``actionlint.yaml`` (``.github/actionlint.yaml`` in a repository)."""
     return {"self-hosted-runner": {"labels": labels(topo)}}
-
-
-def cached(root: Path | None = None) -> Path | None:
-    return gotool.cached("actionlint", ACTIONLINT_VERSION, root)
-
-
-def ensure_actionlint(root: Path | None = None) -> Path:
-    """Build (or reuse) actionlint; raises BuildError with the log's last line."""
-    return gotool.ensure("actionlint", PACKAGE, ACTIONLINT_VERSION, root)
 
 
 @dataclass(frozen=True)

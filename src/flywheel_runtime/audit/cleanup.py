@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flywheel_runtime.topology.model import CleanupPolicy
+from flywheel_runtime.topology.model import CleanupPolicy, Topology
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,12 @@ def select(pods: list[dict[str, Any]], policy: CleanupPolicy, now: dt.datetime) 
     return out
 
 
-def runner_namespaces(topo: Any) -> list[str]:
+def runner_namespaces(topo: Topology) -> list[str]:
     """The namespaces the policy covers: every namespace a scale set runs pods in."""
     return sorted({ss.namespace for ss in topo.scale_sets})
 
 
-def run(cluster: Any, policy: CleanupPolicy, now: dt.datetime, namespaces: list[str], *,
+def run(cluster: Client, policy: CleanupPolicy, now: dt.datetime, namespaces: list[str], *,
         apply: bool) -> list[dict[str, Any]]:
     """List pods, select, and with ``apply`` delete (grace 0 for force-delete).
 
@@ -89,7 +92,7 @@ def run(cluster: Any, policy: CleanupPolicy, now: dt.datetime, namespaces: list[
     """
     from kubernetes.client.rest import ApiException
 
-    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+    from flywheel_runtime.kube import REQUEST_TIMEOUT_S, api_errors
 
     pods: list[dict[str, Any]] = []
     for ns in namespaces:
@@ -98,7 +101,8 @@ def run(cluster: Any, policy: CleanupPolicy, now: dt.datetime, namespaces: list[
         pods += [cluster.to_dict(p) for p in items]
     out = []
     for a in select(pods, policy, now):
-        entry = {"namespace": a.namespace, "name": a.name, "kind": a.kind, "why": a.why, "applied": False}
+        entry: dict[str, Any] = {"namespace": a.namespace, "name": a.name, "kind": a.kind, "why": a.why,
+                                 "applied": False}
         if apply:
             try:
                 with api_errors(cluster, f"deleting pod {a.namespace}/{a.name}", passthrough=(404,)):

@@ -31,9 +31,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel_runtime.errors import ClusterError, SourceMissingError
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 _RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
@@ -131,8 +134,8 @@ def with_conditions(report: NodeReport, conditions: dict[str, str]) -> NodeRepor
     return NodeReport(report.node, status, report.filesystems, notes, dict(conditions))
 
 
-def fetch_conditions(cluster: Any, node: str) -> dict[str, str]:
-    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+def fetch_conditions(cluster: Client, node: str) -> dict[str, str]:
+    from flywheel_runtime.kube import REQUEST_TIMEOUT_S, api_errors
 
     with api_errors(cluster, f"reading node {node}"):
         obj = cluster.core.read_node(node, _request_timeout=REQUEST_TIMEOUT_S)
@@ -188,11 +191,11 @@ def load_stats_file(path: str | Path) -> Any:
         raise ClusterError(f"malformed stats summary in {p}: not JSON ({exc})") from exc
 
 
-def fetch_summary(cluster: Any, node: str) -> Any:
+def fetch_summary(cluster: Client, node: str) -> Any:
     """GET /api/v1/nodes/NODE/proxy/stats/summary through the API server."""
     from kubernetes.client.rest import ApiException
 
-    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+    from flywheel_runtime.kube import REQUEST_TIMEOUT_S, api_errors
 
     try:
         with api_errors(cluster, f"reading node {node}", passthrough=(404,)):

@@ -5,7 +5,10 @@ their own cap, and only the scheduler is global backpressure.  This audit
 groups scale sets by the label they publish and reports each one's overlay,
 cap, current runners, envelope and placement, the label's summed caps, and
 whether the pinned node(s) can admit those summed caps -- the excess is the
-label's *global capacity debt* (honest queueing, not label debt).
+label's *global capacity debt* (honest queueing, not label debt).  Lanes that
+claim from a node-local (fast-local) pool also show whether the pool backs
+their caps: a stated pool that cannot is flagged (as ``topology check`` does),
+an unstated one is a note.
 
 The capacity math is the topology package's
 (:func:`flywheel_runtime.topology.capacity.labels` and ``fit``); this module
@@ -106,7 +109,10 @@ def audit(topo: Topology, live: list[dict[str, Any]] | None = None) -> dict[str,
               for a in (live or [])}
     known = {(ss.namespace, ss.name) for ss in topo.scale_sets}
     totals = {lc.label: lc for lc in capacity.labels(topo)}
-    out_labels = []
+    # Fast-local pools (2026-05-24), per lane: what topology check's
+    # fast-local-pool rule flags is a flag here; an unstated pool is a note.
+    pool_lanes = {lane.scale_set: (p, lane) for p in capacity.pools(topo) for lane in p.lanes}
+    out_labels: list[dict[str, Any]] = []
     for rc in topo.runner_classes:
         sets = topo.scale_sets_for(rc.name)
         if not sets:
@@ -153,6 +159,22 @@ def audit(topo: Topology, live: list[dict[str, Any]] | None = None) -> dict[str,
             per_node.append({"node": node, "scale_sets": [s.name for s in subset], "summed_caps": caps,
                              "admits": admits, "admits_summed_caps": admits >= caps,
                              "schedulable": topo.node(node).schedulable if node else False})
+        pools, notes = [], []
+        for ss in sets:
+            if ss.name not in pool_lanes:
+                continue
+            p, lane = pool_lanes[ss.name]
+            pools.append({"scale_set": ss.name, "storage_class": p.storage_class, "node": p.node,
+                          "capacity": p.capacity, "per_runner": format_bytes(lane.per_runner),
+                          "at_cap": format_bytes(lane.at_cap), "backs_alone": lane.backs_alone,
+                          "backs_at_peak": lane.backs_at_peak, "backed": lane.backed})
+            if p.capacity is None:
+                notes.append(f"fast-local pool {p.storage_class}: size unstated, so {ss.name}'s cap "
+                             f"{ss.max_runners} ({format_bytes(lane.at_cap)} of claims) is not shown backed")
+            elif not lane.backed:
+                flags.append(f"fast-local pool {p.storage_class} cannot back {ss.name}'s cap {ss.max_runners}: "
+                             f"{format_bytes(p.capacity)} holds {lane.backs_at_peak} beside the other lanes at "
+                             f"their caps ({lane.backs_alone} alone)")
         total = totals[rc.name]
         overlays = sorted({s.overlay for s in sets})
         if total.debt:
@@ -169,7 +191,7 @@ def audit(topo: Topology, live: list[dict[str, Any]] | None = None) -> dict[str,
         out_labels.append({
             "label": rc.name, "overlays": overlays, "scale_sets": rows, "summed_caps": total.summed_caps,
             "current_runners": current_total, "admits": total.admits, "debt": total.debt,
-            "nodes": per_node, "residue": residue, "flags": flags,
+            "nodes": per_node, "residue": residue, "flags": flags, "pools": pools, "notes": notes,
         })
     unlabelled = []
     if live is not None:
@@ -199,6 +221,7 @@ def render_text(report: dict[str, Any]) -> str:
         for r in lbl["residue"]:
             lines.append(f"  residue {r['namespace']}/{r['scale_set']} cap {r['max_runners']}")
         lines += [f"  ! {f}" for f in lbl["flags"]]
+        lines += [f"  note: {n}" for n in lbl.get("notes", [])]
     for u in report["unknown_scale_sets"]:
         lines.append(f"unknown live scale set {u['namespace']}/{u['scale_set']} (label {u['label']})")
     return "\n".join(lines)

@@ -24,7 +24,10 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
 
 OK, TRANSIENT, DRIFT = "ok", "transient", "drift"
 DEFAULT_GRACE_S = 60.0
@@ -138,9 +141,28 @@ def config_secret_name(listener_name: str) -> str:
     return f"{listener_name}-config"
 
 
+SCALE_SET_LABEL = "actions.github.com/scale-set-name"
+
+
+def runners_per_set(runners: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """EphemeralRunners not being deleted, per (namespace, scale set) by ARC's label."""
+    out: dict[tuple[str, str], int] = {}
+    for r in runners:
+        meta = r.get("metadata") or {}
+        name = (meta.get("labels") or {}).get(SCALE_SET_LABEL)
+        if name and not meta.get("deletionTimestamp"):
+            key = (meta.get("namespace", ""), name)
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 def snapshots_from(scale_sets: list[dict[str, Any]], listeners: list[dict[str, Any]],
-                   secrets: dict[tuple[str, str], dict[str, Any]]) -> list[SetSnapshot]:
-    """Join live objects (Kubernetes JSON) into per-set snapshots."""
+                   secrets: dict[tuple[str, str], dict[str, Any]],
+                   runners: dict[tuple[str, str], int] | None = None) -> list[SetSnapshot]:
+    """Join live objects (Kubernetes JSON) into per-set snapshots.  Active runners: the set's
+    ``status.currentRunners`` or its live EphemeralRunners (``runners``), whichever is more:
+    the controller stops updating the status while it holds a listener back (the eventual
+    update strategy waiting for runners to drain), exactly when it matters."""
     by_set: dict[tuple[str, str], dict[str, Any]] = {}
     for lst in listeners:
         spec = lst.get("spec") or {}
@@ -152,11 +174,11 @@ def snapshots_from(scale_sets: list[dict[str, Any]], listeners: list[dict[str, A
     for ars in scale_sets:
         meta, spec = ars.get("metadata") or {}, ars.get("spec") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
-        lst = by_set.get((ns, name))
-        active = int((ars.get("status") or {}).get("currentRunners") or 0)
+        listener = by_set.get((ns, name))
+        active = max(int((ars.get("status") or {}).get("currentRunners") or 0), (runners or {}).get((ns, name), 0))
         snap = SetSnapshot(ns, name, int(spec.get("minRunners") or 0), spec.get("maxRunners"), active_runners=active)
-        if lst is not None:
-            lm, ls = lst.get("metadata") or {}, lst.get("spec") or {}
+        if listener is not None:
+            lm, ls = listener.get("metadata") or {}, listener.get("spec") or {}
             secret = secrets.get((lm.get("namespace", ""), config_secret_name(lm.get("name", ""))))
             snap = SetSnapshot(ns, name, snap.min_runners, snap.max_runners,
                                f"{lm.get('namespace')}/{lm.get('name')}",
@@ -168,8 +190,8 @@ def snapshots_from(scale_sets: list[dict[str, Any]], listeners: list[dict[str, A
     return out
 
 
-def live_snapshots(cluster: Any, namespace: str | None, listener_namespace: str | None) -> list[SetSnapshot]:
-    from flywheel_runtime.audit.kube import REQUEST_TIMEOUT_S, api_errors
+def live_snapshots(cluster: Client, namespace: str | None, listener_namespace: str | None) -> list[SetSnapshot]:
+    from flywheel_runtime.kube import REQUEST_TIMEOUT_S, api_errors
 
     scale_sets = cluster.list_arc("autoscalingrunnersets", namespace)
     listeners = cluster.list_arc("autoscalinglisteners", listener_namespace)
@@ -181,7 +203,8 @@ def live_snapshots(cluster: Any, namespace: str | None, listener_namespace: str 
             # Only metadata is kept: the config secret's data is credentials.
             secrets[(ns, s.metadata.name)] = {"metadata": {"name": s.metadata.name, "namespace": ns,
                                                            "creationTimestamp": s.metadata.creation_timestamp}}
-    return snapshots_from(scale_sets, listeners, secrets)
+    return snapshots_from(scale_sets, listeners, secrets,
+                          runners_per_set(cluster.list_arc("ephemeralrunners", namespace)))
 
 
 def prove(fetch: Callable[[], list[SetSnapshot]], *, grace_s: float = DEFAULT_GRACE_S,

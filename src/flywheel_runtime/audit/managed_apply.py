@@ -17,9 +17,14 @@ Steps, in order:
    frozen set carries a job.
 6. **guard** a fresh post-quiesce plan: refused if the topology file or the
    live sets changed under it (the frozen caps read back as snapshotted).
-7. **apply** the rendered sets (server-side apply), frozen ones still frozen.
+7. **apply** through the owner of the AutoscalingRunnerSets, Helm: per
+   changed set, ``helm upgrade --install`` of its release with the rendered
+   chart values (frozen ones still frozen: caps 0), or the operator's own
+   command (``--apply-command``); never server-side apply with
+   force-conflicts, which would take the chart's fields from Helm.
 8. **restore** caps from the topology, the source of truth; the snapshot is
-   only the failure rollback.
+   only the failure rollback.  Freeze and restore are merge patches under a
+   field manager of their own (:data:`FIELD_MANAGER`).
 9. **prove** the listeners (settle-aware; a missing listener with active
    runners fails).
 
@@ -41,16 +46,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel_runtime.errors import DeadlineError, ExitCode, FlywheelError
 from flywheel_runtime.topology.model import Topology
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
 
 # The spec fields the chart owns; caps are compared separately (a warm pool moves minRunners).
 SPEC_FIELDS = ("githubConfigUrl", "githubConfigSecret", "runnerScaleSetName", "runnerScaleSetLabels", "template",
                "listenerTemplate")
 CAP_FIELDS = ("maxRunners", "minRunners")
 Key = tuple[str, str]  # (namespace, name)
+#: Who wrote the freeze and restore patches (never Helm's, never the apply's).
+FIELD_MANAGER = "flywheel-managed-apply"
+#: ``(scale set, rendered chart values) -> values``: what a harness changes in what it installs.
+ValuesHook = Callable[[str, dict[str, Any]], dict[str, Any]]
+#: How one changed set is applied: ``(cluster, topo, change, values, options) -> how``.
+Applier = Callable[[Any, Topology, "Change", dict[str, Any], "Options"], str]
+APPLY_ENV = ("FLYWHEEL_APPLY_SCALE_SET", "FLYWHEEL_APPLY_NAMESPACE", "FLYWHEEL_APPLY_ACTION", "FLYWHEEL_APPLY_VALUES",
+             "FLYWHEEL_APPLY_MANIFEST")
 
 
 class PlanChangedError(FlywheelError):
@@ -101,18 +117,29 @@ def topology_digest(topo: Topology) -> str:
     return hashlib.sha256(json.dumps(topo.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def desired(topo: Topology) -> dict[Key, dict[str, Any]]:
+def chart_values(topo: Topology, name: str, values_hook: ValuesHook | None = None) -> dict[str, Any]:
+    """The scale set's chart values as rendered (then as ``values_hook`` changes them)."""
     from flywheel_runtime.topology import render
 
-    return {(s.namespace, s.name): render.autoscaling_runner_set(topo, s.name) for s in topo.scale_sets}
+    values = render.helm_values(topo, name)
+    return values_hook(name, values) if values_hook else values
 
 
-def plan(topo: Topology, live: list[dict[str, Any]]) -> Plan:
+def desired(topo: Topology, values_hook: ValuesHook | None = None) -> dict[Key, dict[str, Any]]:
+    """The AutoscalingRunnerSets the chart makes of each set's values."""
+    from flywheel_runtime.topology import render
+
+    return {(s.namespace, s.name): render.autoscaling_runner_set(topo, s.name, chart_values(topo, s.name, values_hook))
+            for s in topo.scale_sets}
+
+
+def plan(topo: Topology, live: list[dict[str, Any]], values_hook: ValuesHook | None = None) -> Plan:
     """Pure: what an apply of ``topo`` changes on ``live`` (AutoscalingRunnerSets)."""
     by_key = {_key(a): a for a in live}
     changes = []
+    wanted = desired(topo, values_hook)
     for ss in topo.scale_sets:
-        want = desired(topo)[(ss.namespace, ss.name)]["spec"]
+        want = wanted[(ss.namespace, ss.name)]["spec"]
         have = by_key.get((ss.namespace, ss.name))
         if have is None:
             changes.append(Change(ss.namespace, ss.name, ss.label, "create", ()))
@@ -186,6 +213,12 @@ class Options:
     prove_grace_s: float = 60.0
     prove_deadline_s: float = 300.0
     topology_path: str | None = None  # re-read for the guard; None: the model's own source
+    # The apply: the operator's command (sh -c, once per changed set, with APPLY_ENV),
+    # else `helm upgrade --install` of the set's release from `chart`.
+    apply_command: str | None = None
+    chart: Path | None = None  # the gha-runner-scale-set chart directory
+    helm: str | None = None  # default: $FLYWHEEL_HELM, else the toolchain's
+    values_hook: ValuesHook | None = None  # library only: what a harness changes in the values
 
 
 @dataclass
@@ -229,14 +262,15 @@ def _signals_raise() -> Iterator[None]:
 
 
 class Procedure:
-    """One managed apply against ``cluster`` (an :class:`flywheel_runtime.audit.kube.Cluster`)."""
+    """One managed apply against ``cluster`` (a :class:`flywheel_runtime.kube.Client`)."""
 
-    def __init__(self, cluster: Any, topo: Topology, opts: Options, *,
+    def __init__(self, cluster: Client, topo: Topology, opts: Options, *,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], Any] | None = None) -> None:
+                 now: Callable[[], Any] | None = None, applier: Applier | None = None) -> None:
         import datetime as dt
 
         self.cluster, self.topo, self.opts = cluster, topo, opts
+        self.applier: Applier = applier or apply_release
         self.clock, self.sleep = clock, sleep
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.namespaces = sorted({s.namespace for s in topo.scale_sets})
@@ -250,7 +284,7 @@ class Procedure:
         return self._list("autoscalingrunnersets")
 
     def scope(self, report: Report) -> Plan:
-        p = plan(self.topo, self.live_sets())
+        p = plan(self.topo, self.live_sets(), self.opts.values_hook)
         report.plan = p
         busy = busy_runners(self._list("ephemeralrunners"), self._list("ephemeralrunnersets"), p.frozen)
         report.step("scope", changes=len(p.changes), quiesced_labels=p.quiesced_labels,
@@ -318,6 +352,8 @@ class Procedure:
         if not p.changes:
             report.result = "nothing to apply"
             return
+        if self.applier is apply_release:
+            check_apply(self.opts)
         self._reap_and_settle(report, p)
         live = {_key(a): a for a in self.live_sets()}
         snapshot = {k: {f: int((live[k].get("spec") or {}).get(f) or 0) for f in CAP_FIELDS} for k in p.frozen}
@@ -387,7 +423,8 @@ class Procedure:
 
     def _freeze(self, report: Report, frozen: list[Key]) -> None:
         for ns, name in frozen:
-            self.cluster.patch_arc("autoscalingrunnersets", ns, name, {"spec": {"maxRunners": 0, "minRunners": 0}})
+            self.cluster.patch_arc("autoscalingrunnersets", ns, name, {"spec": {"maxRunners": 0, "minRunners": 0}},
+                                   field_manager=FIELD_MANAGER)
         report.step("freeze", frozen=[f"{ns}/{n}" for ns, n in frozen])
 
     def _drain(self, report: Report, p: Plan) -> None:
@@ -409,7 +446,7 @@ class Procedure:
         from flywheel_runtime.topology import load
 
         topo = load(self.opts.topology_path or self.topo.source)
-        fresh = plan(topo, fresh_live(self.live_sets(), snapshot))
+        fresh = plan(topo, fresh_live(self.live_sets(), snapshot), self.opts.values_hook)
         same = fresh.signature() == p.signature()
         report.step("guard", fresh=fresh.to_dict(), unchanged=same)
         if not same:
@@ -419,15 +456,14 @@ class Procedure:
                                    f"change(s), scoped {len(p.changes)}); caps restored from the snapshot")
 
     def _apply(self, report: Report, p: Plan) -> None:
-        want = desired(self.topo)
         frozen = set(p.frozen)
         applied = []
         for c in p.changes:
-            body = copy.deepcopy(want[(c.namespace, c.name)])
-            if (c.namespace, c.name) in frozen:  # the mutation must not unfreeze the lane
-                body["spec"].update({"maxRunners": 0, "minRunners": 0})
-            self.cluster.apply_arc(body)
-            applied.append(f"{c.action} {c.namespace}/{c.name}")
+            values = copy.deepcopy(chart_values(self.topo, c.name, self.opts.values_hook))
+            if (c.namespace, c.name) in frozen:  # the upgrade must not unfreeze the lane
+                values.update({"maxRunners": 0, "minRunners": 0})
+            how = self.applier(self.cluster, self.topo, c, values, self.opts)
+            applied.append(f"{c.action} {c.namespace}/{c.name} ({how})")
         report.step("apply", applied=applied)
 
     def _restore(self, report: Report, caps: dict[Key, dict[str, int]], step: str, *, best_effort: bool) -> None:
@@ -444,7 +480,8 @@ class Procedure:
         done, failed = [], []
         for (ns, name), values in caps.items():
             try:
-                self.cluster.patch_arc("autoscalingrunnersets", ns, name, {"spec": dict(values)})
+                self.cluster.patch_arc("autoscalingrunnersets", ns, name, {"spec": dict(values)},
+                                       field_manager=FIELD_MANAGER)
                 done.append(f"{ns}/{name}")
             except Exception as exc:  # noqa: BLE001 - best effort: restore the others, report this one
                 if not best_effort:
@@ -470,6 +507,56 @@ class Procedure:
             if outcome.timed_out:
                 raise DeadlineError(f"listener proof unresolved: {outcome.failures[0]}")
             raise FlywheelError(f"listener proof failed: {outcome.failures[0]}")
+
+
+def helm_binary(opts: Options) -> str:
+    if opts.helm:
+        return opts.helm
+    if os.environ.get("FLYWHEEL_HELM"):
+        return os.environ["FLYWHEEL_HELM"]
+    from flywheel_runtime import toolchain
+
+    return str(toolchain.binary("helm"))
+
+
+def check_apply(opts: Options) -> None:
+    """Before anything is frozen: the apply has an owner to go through."""
+    if opts.apply_command:
+        return
+    if opts.chart is None or not (opts.chart / "Chart.yaml").is_file():
+        raise FlywheelError("managed apply goes through Helm: pass --chart DIR (the gha-runner-scale-set chart; "
+                            "default $FLYWHEEL_ARC_CHARTS/gha-runner-scale-set) or --apply-command CMD",
+                            exit_code=ExitCode.USAGE)
+
+
+def apply_release(cluster: Any, topo: Topology, c: Change, values: dict[str, Any], opts: Options) -> str:
+    """Apply one set through its owner; returns how.  A failure raises (the caller rolls back)."""
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from flywheel_runtime.topology import render
+
+    with tempfile.TemporaryDirectory(prefix="flywheel-apply-") as tmp:
+        vfile, mfile = Path(tmp) / "values.yaml", Path(tmp) / "autoscalingrunnerset.yaml"
+        vfile.write_text(yaml.safe_dump(values, sort_keys=False))
+        mfile.write_text(yaml.safe_dump(render.autoscaling_runner_set(topo, c.name, values), sort_keys=False))
+        if opts.apply_command:
+            env = {**os.environ, **dict(zip(APPLY_ENV, (c.name, c.namespace, c.action, str(vfile), str(mfile))))}
+            cmd = ["sh", "-c", opts.apply_command]
+            how = "--apply-command"
+        else:
+            assert opts.chart is not None
+            kubeconfig = getattr(cluster, "kubeconfig", None)
+            cmd = [helm_binary(opts), *(["--kubeconfig", str(kubeconfig)] if kubeconfig else []), "upgrade",
+                   "--install", c.name, str(opts.chart), "-n", c.namespace, "-f", str(vfile)]
+            env, how = dict(os.environ), "helm upgrade"
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise FlywheelError(f"apply of {c.namespace}/{c.name} ({how}) failed (exit {proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()[-300:]}; caps restored from the snapshot")
+    return how
 
 
 def render_text(report: Report) -> str:

@@ -1,10 +1,7 @@
-"""promtool, built from the Go module proxy, to check the rendered alert rules.
+"""promtool over the rendered alert rules.
 
-``github.com/prometheus/prometheus`` has no replace directives, so a plain
-``go install .../cmd/promtool@VERSION`` works (Prometheus 3.x tags its Go
-module as v0.3xx.y).  The binary is cached under
-``$FLYWHEEL_CACHE_DIR/promtool/VERSION/bin`` with a stamp written last
-(:mod:`.gotool`).
+promtool itself is built from the Go module proxy by the toolchain
+(``toolchain.binary("promtool")``, pinned in :mod:`flywheel_runtime.toolchain.pins`).
 """
 
 from __future__ import annotations
@@ -14,20 +11,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from flywheel_runtime.audit import gotool
-
-PROMETHEUS_MODULE_VERSION = "v0.316.0"
-
-
-def cached(root: Path | None = None) -> Path | None:
-    """The built promtool, or None when it has not been built (no build attempted)."""
-    return gotool.cached("promtool", PROMETHEUS_MODULE_VERSION, root)
-
-
-def ensure_promtool(root: Path | None = None) -> Path:
-    """Build (or reuse) promtool; raises BuildError with the log's last line."""
-    return gotool.ensure("promtool", "github.com/prometheus/prometheus/cmd/promtool", PROMETHEUS_MODULE_VERSION, root)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
 
 JOB_FIELDS = ("jobRequestId", "jobId", "jobRepositoryName", "jobWorkflowRef", "workflowRunId", "jobDisplayName")
 OWNER_AT_ZERO, EXCESS = "owner-at-zero", "excess"
@@ -117,7 +120,12 @@ def select(runners: Iterable[dict[str, Any]], runner_sets: Iterable[dict[str, An
 
     for (ns, set_name), ers in sorted(sets.items()):
         mine = members[(ns, set_name)]
-        replicas = _int((ers.get("spec") or {}).get("replicas"))
+        spec = ers.get("spec") or {}
+        replicas = _int(spec.get("replicas"))
+        if replicas is None and "patchID" in spec:
+            # ARC's own type: `replicas,omitempty` beside an always-written `patchID`, so a set
+            # ARC wrote at zero carries no replicas at all (seen on 0.14.0's live controller).
+            replicas = 0
         status_current = _int((ers.get("status") or {}).get("currentReplicas"))
         ars_name = _owner(ers, "AutoscalingRunnerSet") or (_meta(ers).get("labels") or {}).get(
             "actions.github.com/scale-set-name")
@@ -177,7 +185,7 @@ class ReapResult:
                 "unsettled": self.unsettled}
 
 
-def reap(cluster: Any, namespace: str | None, *, apply: bool, settle_timeout_s: float = 60.0,
+def reap(cluster: Client, namespace: str | None, *, apply: bool, settle_timeout_s: float = 60.0,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> ReapResult:
     """List, select, and (with ``apply``) delete with a just-in-time re-check each."""
 

@@ -10,7 +10,10 @@ ownership labels, sidecars that never exit, and the job hooks.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flywheel_runtime.topology.model import ScaleSet, Topology
 
 # lane -> (runner class it proves, device the scale set must carry, canary command)
 LANES: dict[str, dict[str, Any]] = {
@@ -30,7 +33,7 @@ ARC_LABELS = ("actions.github.com/scale-set-name", "actions.github.com/scale-set
 RUNNER_ONLY_ENV = ("ACTIONS_RUNNER_HOOK_JOB_STARTED", "ACTIONS_RUNNER_HOOK_JOB_COMPLETED", "RUNNER_ALLOW_RUNASROOT")
 
 
-def lane_scale_set(topo: Any, lane: str) -> Any:
+def lane_scale_set(topo: Topology, lane: str) -> ScaleSet:
     """The scale set a lane's canary runs on: the one publishing the lane's label, carrying its device."""
     from flywheel_runtime.errors import TopologyError
 
@@ -44,8 +47,8 @@ def lane_scale_set(topo: Any, lane: str) -> Any:
     raise TopologyError(f"no scale set in the topology carries the {spec['device']!r} device for the {lane} canary")
 
 
-def job_manifest(topo: Any, lane: str, image: str | None = None) -> dict[str, Any]:
-    from flywheel_runtime.topology.render import pod
+def job_manifest(topo: Topology, lane: str, image: str | None = None) -> dict[str, Any]:
+    from flywheel_runtime.topology.render import no_permission_service_account, pod
 
     spec = LANES[lane]
     ss = lane_scale_set(topo, lane)
@@ -64,6 +67,10 @@ def job_manifest(topo: Any, lane: str, image: str | None = None) -> dict[str, An
     # sidecars (the DinD daemon) never exit and would keep the Job running forever
     pod_spec["containers"] = [runner]
     pod_spec["restartPolicy"] = "Never"
+    # The lane's own (no-permission) account, as ARC gives its runners: the device
+    # admission policy admits a device class only from the lane's namespace,
+    # that account and the lane's scale-set label (kept below).
+    pod_spec["serviceAccountName"] = no_permission_service_account(ss)
     labels = {k: v for k, v in base["metadata"].get("labels", {}).items() if k not in ARC_LABELS}
     labels[CANARY_LABEL] = lane
     name = f"flywheel-canary-{lane}"

@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, Any
 from flywheel_runtime.errors import SourceMissingError
 
 if TYPE_CHECKING:
-    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.kube import Client
 
 ENV_VAR = "FLYWHEEL_ARC_CRDS"
 ARC_CHART_VERSION = "0.14.0"
 # The checkout's sibling ``shared/`` tree (CI has it too); not part of the package.
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED_CRDS = REPO_ROOT.parent / "shared" / "arc" / f"gha-runner-scale-set-{ARC_CHART_VERSION}" / "crds"
+SHARED_ARC = REPO_ROOT.parent / "shared" / "arc" / f"gha-runner-scale-set-{ARC_CHART_VERSION}"
+SHARED_CRDS = SHARED_ARC / "crds"
+CHARTS_ENV = "FLYWHEEL_ARC_CHARTS"
+SHARED_CHARTS = SHARED_ARC / "charts"
 FALLBACK_CRDS = Path(__file__).with_name("crds")
 FIELD_MANAGER = "flywheel-runtime"
 
@@ -63,6 +66,20 @@ def crd_source(directory: str | os.PathLike[str] | None = None) -> CrdSource:
     return CrdSource(FALLBACK_CRDS, False, "fallback")
 
 
+def charts_dir() -> Path | None:
+    """ARC's ``charts/`` (gha-runner-scale-set and its controller chart):
+    ``$FLYWHEEL_ARC_CHARTS``, else ``../shared/arc/gha-runner-scale-set-0.14.0/charts``
+    beside the repository when it exists; None when neither does."""
+    given = os.environ.get(CHARTS_ENV)
+    if given:
+        path = Path(given)
+        if not (path / "gha-runner-scale-set").is_dir():
+            raise SourceMissingError(f"${CHARTS_ENV}={path} holds no gha-runner-scale-set chart; point it at "
+                                     f"ARC's charts/ (e.g. {SHARED_CHARTS})")
+        return path
+    return SHARED_CHARTS if (SHARED_CHARTS / "gha-runner-scale-set").is_dir() else None
+
+
 def load_crds(source: CrdSource) -> list[dict[str, Any]]:
     """The CRD documents of ``source`` (other kinds in the files are skipped)."""
     import yaml
@@ -76,7 +93,7 @@ def load_crds(source: CrdSource) -> list[dict[str, Any]]:
     return out
 
 
-def install_crds(kube: Kube, directory: str | os.PathLike[str] | None = None, *,
+def install_crds(kube: Client, directory: str | os.PathLike[str] | None = None, *,
                  log: Callable[[str], None] | None = None, timeout: float = 60) -> CrdSource:
     """Server-side apply ARC's CRDs and wait until they are Established."""
     say = log or (lambda msg: print(f"cluster: {msg}", file=sys.stderr, flush=True))

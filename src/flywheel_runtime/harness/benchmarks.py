@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flywheel_runtime.harness.kube import Kube, wait_for
+from flywheel_runtime.kube import Client, wait_for
 from flywheel_runtime.topology import Topology, render
 
 # The capacity-planning table: Quiet = 3 GitLab + 0 ARC; Normal = 3 GitLab + 2
@@ -44,22 +44,26 @@ class ScenarioResult:
         return asdict(self)
 
 
-def _gitlab_pods(topo: Topology) -> list[tuple[str, dict[str, Any]]]:
+def _gitlab_pods(topo: Topology) -> list[tuple[str, str | None, dict[str, Any]]]:
     """One pod per GitLab runner replica at its minimum, from the rendered Deployment's template."""
-    out = []
+    out: list[tuple[str, str | None, dict[str, Any]]] = []
     for obj in render.gitlab_deployments(topo):
         if obj["kind"] != "Deployment":
             continue
         tmpl = obj["spec"]["template"]
         for i in range(obj["spec"]["replicas"]):
-            out.append((f"gitlab-{obj['metadata']['name']}-{i}",
+            out.append((f"gitlab-{obj['metadata']['name']}-{i}", None,
                         {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(tmpl["metadata"]),
                          "spec": copy.deepcopy(tmpl["spec"])}))
     return out
 
 
-def scenario_pods(topo: Topology, scenario: str) -> list[tuple[str, dict[str, Any]]]:
-    """(name, manifest) of every pod the scenario creates, runners exactly as rendered."""
+def scenario_pods(topo: Topology, scenario: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(name, namespace, manifest) of every pod the scenario creates, runners exactly as
+    rendered.  The namespace is None where :func:`run_scenario`'s own is used; a device
+    lane's pod names its lane's (see :func:`.placement.lane_pod`)."""
+    from flywheel_runtime.harness.placement import lane_pod
+
     spec = SCENARIOS[scenario]
     pods = _gitlab_pods(topo) if spec["gitlab"] else []
     if spec["arc"] == "max":
@@ -70,7 +74,8 @@ def scenario_pods(topo: Topology, scenario: str) -> list[tuple[str, dict[str, An
     for ss, n in wanted:
         for _ in range(n):
             k = counts[ss.name] = counts.get(ss.name, 0) + 1
-            pods.append((f"{ss.name}-{k}", render.pod(topo, ss.name)))
+            ns, body = lane_pod(topo, ss.name, "")
+            pods.append((f"{ss.name}-{k}", ns or None, body))
     return pods
 
 
@@ -96,18 +101,27 @@ def _reason(pod: Any) -> str:
     return "?"
 
 
-def run_scenario(kube: Kube, topo: Topology, namespace: str, scenario: str, timeout: float = 300) -> ScenarioResult:
+def run_scenario(kube: Client, topo: Topology, namespace: str, scenario: str, timeout: float = 300) -> ScenarioResult:
     """Create the scenario's pods at once; count admitted vs queued once the
     scheduler has judged each; then play the jobs out (finish running jobs,
     delete completed pods as the cleanup policy would) until every pod has run."""
+    from flywheel_runtime.harness.bootstrap import gitlab_service_accounts
+
     pods = scenario_pods(topo, scenario)
+    for sa in gitlab_service_accounts(topo, namespace):
+        kube.apply(sa)
+    where = {name: ns or namespace for name, ns, _ in pods}
     t0 = time.monotonic()
-    for name, body in pods:
-        kube.create_pod(body, namespace=namespace, name=name)
-    names = {n for n, _ in pods}
+    for name, _, body in pods:
+        kube.create_pod(body, namespace=where[name], name=name)
+    names = set(where)
+
+    def listed() -> list[Any]:
+        return [p for ns in sorted(set(where.values())) for p in kube.core.list_namespaced_pod(ns).items
+                if p.metadata.name in names and where[p.metadata.name] == ns]
 
     def all_judged() -> list[Any] | None:
-        items = [p for p in kube.core.list_namespaced_pod(namespace).items if p.metadata.name in names]
+        items = listed()
         return items if len(items) == len(names) and all(_verdict(p) for p in items) else None
 
     judged = wait_for(all_judged, timeout, f"a verdict on every {scenario} pod")
@@ -123,30 +137,34 @@ def run_scenario(kube: Kube, topo: Topology, namespace: str, scenario: str, time
     while remaining:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{scenario}: {len(remaining)} pods never ran within {timeout:.0f}s")
-        for p in kube.core.list_namespaced_pod(namespace).items:
+        for p in listed():
             n = p.metadata.name
             if n not in remaining:
                 continue
             if p.status.phase == "Running" and n not in finished:
-                kube.finish_job(namespace, n)
+                kube.finish_job(where[n], n)
                 finished.add(n)
             elif p.status.phase in ("Succeeded", "Failed"):
-                kube.delete_pod(namespace, n)
+                kube.delete_pod(where[n], n)
                 remaining.discard(n)
         time.sleep(0.05)
     return ScenarioResult(scenario, len(pods), len(pods) - len(queued), len(queued), reasons,
                           round(t_verdict, 3), round(time.monotonic() - t0, 3))
 
 
-def pod_latency(kube: Kube, topo: Topology, namespace: str, scale_set: str, timeout: float = 60, *,
+def pod_latency(kube: Client, topo: Topology, namespace: str, scale_set: str, timeout: float = 60, *,
                 manifest: dict[str, Any] | None = None, until: str = "Running") -> dict[str, Any]:
     """Seconds from create to PodScheduled and on to ``until`` for one rendered pod; deletes it after.
 
     ``until`` is ``"Running"`` (kwok, or a real kubelet with the lane's image) or
     ``"kubelet"``: the node's kubelet has taken the pod on (hostIP and startTime set).
     """
+    from flywheel_runtime.harness.placement import lane_pod
+
+    if manifest is None:  # a device lane's pod runs in its own namespace (see lane_pod)
+        namespace, manifest = lane_pod(topo, scale_set, namespace)
     t0 = time.monotonic()
-    name = kube.create_pod(manifest or render.pod(topo, scale_set), namespace=namespace)
+    name = kube.create_pod(manifest, namespace=namespace)
     placed = kube.wait_scheduled(namespace, name, timeout=timeout)
     t_sched = time.monotonic() - t0
     if until == "Running":
@@ -162,19 +180,18 @@ def pod_latency(kube: Kube, topo: Topology, namespace: str, scale_set: str, time
     return {"node": placed.node, "scheduled_s": round(t_sched, 3), key: round(t_next, 3)}
 
 
-def time_up(name: str, backend: str = "sim") -> dict[str, float]:
+def time_up(name: str, topo: Topology, backend: str = "sim") -> dict[str, float]:
     """Cold ``up`` of a fresh cluster (binaries and node image cached), then a warm (reusing) ``up``; tears it down."""
-    from flywheel_runtime.harness import get_backend
+    from flywheel_runtime.harness import get_backend, quiet_log
 
-    cluster = get_backend(backend, name)
-    quiet = lambda msg: None  # noqa: E731
+    cluster = get_backend(backend, name, log=quiet_log)
     cluster.down(quiet=True)
     try:
         t0 = time.monotonic()
-        cluster.up(log=quiet)
+        cluster.up(topo)
         cold = time.monotonic() - t0
         t0 = time.monotonic()
-        cluster.up(log=quiet)
+        cluster.up(topo)
         warm = time.monotonic() - t0
     finally:
         t0 = time.monotonic()

@@ -15,9 +15,13 @@ from __future__ import annotations
 import copy
 import math
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel_runtime.topology.quantity import parse_bytes, parse_cpu
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube import Client
+    from flywheel_runtime.topology import Topology
 
 RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
@@ -30,7 +34,7 @@ def _format(resource: str, amount: int) -> str:
     return f"{max(amount, 1)}m" if resource == "cpu" else str(max(amount, 1))
 
 
-def factors(topo: Any, live_allocatable: dict[str, dict[str, str]]) -> dict[str, Fraction]:
+def factors(topo: Topology, live_allocatable: dict[str, dict[str, str]]) -> dict[str, Fraction]:
     """Per resource: the smallest live/topology ratio over runner nodes, at most 1."""
     out: dict[str, Fraction] = {}
     for resource in RESOURCES:
@@ -73,10 +77,10 @@ def scale(obj: dict[str, Any], by: dict[str, Fraction]) -> dict[str, Any]:
     return out
 
 
-def live_allocatable(kube: Any) -> dict[str, dict[str, str]]:
+def live_allocatable(kube: Client) -> dict[str, dict[str, str]]:
     return {n.metadata.name: dict(n.status.allocatable or {}) for n in kube.core.list_node().items}
 
 
-def scale_to_cluster(obj: dict[str, Any], topo: Any, kube: Any) -> dict[str, Any]:
+def scale_to_cluster(obj: dict[str, Any], topo: Topology, kube: Client) -> dict[str, Any]:
     """``obj`` scaled to the live cluster's nodes (unchanged where they are the platform's size)."""
     return scale(obj, factors(topo, live_allocatable(kube)))

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flywheel_runtime.harness.kube import Kube, wait_for
+from flywheel_runtime.kube import Client, wait_for
 from flywheel_runtime.topology import Topology, render
 from flywheel_runtime.topology.render import LABEL_GITLAB_RUNNER
 
@@ -26,7 +26,24 @@ class Landing:
         return self.node is not None and (self.expected_node is None or self.node == self.expected_node)
 
 
-def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement", timeout: float = 30, *,
+def lane_pod(topo: Topology, name: str, namespace: str) -> tuple[str, dict[str, Any]]:
+    """(namespace, pod) for one runner of scale set ``name`` created by the harness.
+
+    A device lane's pod goes to the lane's own namespace under ARC's account for
+    it, as ARC creates it: the device admission policy refuses a device class
+    anywhere else.  Every other lane's goes to ``namespace`` as rendered."""
+    from flywheel_runtime.topology import devices
+
+    body = render.pod(topo, name)
+    ss = topo.scale_set(name)
+    if devices.of_scale_set(ss) is None:
+        return namespace, body
+    body["spec"]["serviceAccountName"] = render.no_permission_service_account(ss)
+    body["metadata"]["namespace"] = ss.namespace
+    return ss.namespace, body
+
+
+def place_all(kube: Client, topo: Topology, namespace: str = "flywheel-placement", timeout: float = 30, *,
               scaled: bool = False) -> list[Landing]:
     """Create, judge and delete one runner pod per scale set (and GitLab runners).
 
@@ -39,10 +56,20 @@ def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement",
     def fit(obj: dict[str, Any]) -> dict[str, Any]:
         return scale(obj, by) if by else obj
 
+    from flywheel_runtime.harness.bootstrap import gitlab_service_accounts
+
     kube.ensure_namespace(namespace)
     out: list[Landing] = []
+    elsewhere: list[tuple[str, str]] = []  # device lanes' pods, in their own namespaces
     try:
-        pods = [(ss, kube.create_pod(fit(render.pod(topo, ss.name)), namespace=namespace)) for ss in topo.scale_sets]
+        pods = []
+        for ss in topo.scale_sets:
+            ns, body = lane_pod(topo, ss.name, namespace)
+            pods.append((ss, ns, kube.create_pod(fit(body), namespace=ns)))
+            if ns != namespace:
+                elsewhere.append((ns, pods[-1][2]))
+        for sa in gitlab_service_accounts(topo, namespace):
+            kube.apply(sa)
         deps = []
         for obj in render.gitlab_deployments(topo):
             if obj["kind"] == "Deployment":
@@ -50,9 +77,9 @@ def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement",
                 kube.apply(obj)
                 deps.append(obj)
         deadline = time.monotonic() + timeout
-        for ss, name in pods:
-            def verdict(name: str = name) -> Any:
-                pl = kube.placement(namespace, name)
+        for ss, ns, name in pods:
+            def verdict(name: str = name, ns: str = ns) -> Any:
+                pl = kube.placement(ns, name)
                 # "waiting for ephemeral volume controller" is a transient verdict:
                 # the claim is about to exist; only a settled refusal counts.
                 settled = pl.reason == "Unschedulable" and "waiting for" not in (pl.message or "")
@@ -76,6 +103,8 @@ def place_all(kube: Kube, topo: Topology, namespace: str = "flywheel-placement",
             except Exception as exc:
                 out.append(Landing("gitlab runner", g.name, f"gitlab/{g.name}", g.node, None, str(exc)))
     finally:
+        for ns, name in elsewhere:
+            kube.delete_pod(ns, name)
         kube.delete_namespace(namespace, wait=False)
     return out
 

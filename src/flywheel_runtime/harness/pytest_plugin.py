@@ -11,7 +11,9 @@ cluster runs at a time).  A test that only one backend can answer says so:
 ``@pytest.mark.backend("sim", reason="needs honey's 110 pod slots")``.
 
 The handle carries pytest-kind's surface (``kubeconfig_path``,
-``kubectl(*args)``, ``load_docker_image(name)``) beside its own.
+``kubectl(*args)``, ``load_docker_image(name)``) beside its own.  The topology
+is resolved once, here (``--flywheel-topology FILE``, else ``$FLYWHEEL_TOPOLOGY``,
+else the shipped one), and handed to the backend's ``up``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.harness import Backend
+    from flywheel_runtime.kube import Client
     from flywheel_runtime.topology import Topology
 
 MARKERS = (
@@ -46,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="name of the test cluster (default: flywheel-test)")
     group.addoption("--flywheel-keep-cluster", action="store_true",
                     help="leave the test cluster running after the session")
+    group.addoption("--flywheel-topology", metavar="FILE", default=None,
+                    help="topology file the cluster is built from (default: $FLYWHEEL_TOPOLOGY or the shipped one)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,10 +89,10 @@ class FlywheelCluster:
 
     backend: str  # "sim" or "kind"
     kubeconfig: Path
-    kube: Kube
+    kube: Client
     topology: Topology
     started_here: bool
-    _impl: Any = None
+    _impl: Backend
     _namespaces: list[str] = field(default_factory=list)
 
     # -- pytest-kind's surface ---------------------------------------------
@@ -98,15 +103,16 @@ class FlywheelCluster:
 
     def kubectl(self, *args: str, **kwargs: Any) -> str:
         """Run the harness's own kubectl against the cluster; return its stdout."""
-        from flywheel_runtime.harness import build
+        from flywheel_runtime import toolchain
 
-        kubectl = build.cache_root() / "kubernetes" / build.KUBERNETES_VERSION / "bin" / "kubectl"
-        return subprocess.check_output([str(kubectl), *args], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+        return subprocess.check_output([str(toolchain.kubectl()), *args], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
                                        encoding="utf-8", **kwargs)
 
     def load_docker_image(self, name: str) -> None:
         """Load a local image into every node (kind only: the sim has no kubelets to run it)."""
-        if self.backend != "kind":
+        from flywheel_runtime.harness.kind import KindBackend
+
+        if not isinstance(self._impl, KindBackend):
             pytest.skip("the sim backend has no kubelets: images are not run there")
         self._impl.load_image(name)
 
@@ -126,9 +132,9 @@ class FlywheelCluster:
 
         return scale_to_cluster(obj, self.topology, self.kube)
 
-    def kubelet_accepted(self, namespace: str, name: str, timeout: float = 60) -> Any:
+    def kubelet_accepted(self, namespace: str, name: str, timeout: float = 60) -> Any:  # a V1Pod
         """Wait until the node's kubelet has taken the pod on (status.hostIP and startTime set)."""
-        from flywheel_runtime.harness.kube import wait_for
+        from flywheel_runtime.kube import wait_for
 
         def seen() -> Any:
             p = self.kube.core.read_namespaced_pod(name, namespace)
@@ -150,31 +156,34 @@ class FlywheelCluster:
 @pytest.fixture(scope="session")
 def flywheel_cluster(request: pytest.FixtureRequest) -> Iterator[FlywheelCluster]:
     from flywheel_runtime.harness import get_backend
-    from flywheel_runtime.harness.kube import Kube
+    from flywheel_runtime.kube import connect
     from flywheel_runtime.topology import load
 
     backend_name = getattr(request, "param", None) or selected_backends(request.config)[0]
     backend = get_backend(backend_name, request.config.getoption("--flywheel-cluster-name"))
-    was_running = bool(backend.status()["running"])
+    topo = load(request.config.getoption("--flywheel-topology"))
+    was_running = backend.status().running
     before = None
     if backend_name == "kind" and not was_running:
-        from flywheel_runtime.harness import build, engine
+        from flywheel_runtime import toolchain
+        from flywheel_runtime.harness.kind import engine
 
         # Only a quiet host compares whole: with another kind cluster on the same
         # engine, its engine, rules and rewritten sysctls rightly stay after our down.
-        if not (engine.engine_root(build.cache_root()) / "engine.json").exists():
+        if not (engine.engine_root(toolchain.cache_root()) / "engine.json").exists():
             before = engine.host_snapshot()
-    kubeconfig = Path(backend.up())
-    handle = FlywheelCluster(backend=backend_name, kubeconfig=kubeconfig, kube=Kube(kubeconfig),
-                             topology=load(), started_here=not was_running, _impl=backend)
+    kubeconfig = backend.up(topo)
+    handle = FlywheelCluster(backend=backend_name, kubeconfig=kubeconfig, kube=connect(kubeconfig, check=False),
+                             topology=topo, started_here=not was_running, _impl=backend)
     try:
         yield handle
     finally:
         if handle.started_here and not request.config.getoption("--flywheel-keep-cluster"):
             backend.down(quiet=True)
-            from flywheel_runtime.harness import build, engine
+            from flywheel_runtime import toolchain
+            from flywheel_runtime.harness.kind import engine
 
-            if before is not None and not (engine.engine_root(build.cache_root()) / "engine.json").exists():
+            if before is not None and not (engine.engine_root(toolchain.cache_root()) / "engine.json").exists():
                 left = engine.snapshot_diff(before, engine.host_snapshot())
                 if left:
                     pytest.fail("kind cluster down left the host changed: " + "; ".join(left), pytrace=False)

@@ -21,22 +21,19 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _started(args: argparse.Namespace) -> int:
-    import sys
-
-    from flywheel_runtime.hooks.jobhooks import job_started
+    from flywheel_runtime.hooks.jobhooks import job_started, warn
+    from flywheel_runtime.probe.dri import usable
 
     doc = job_started(root=args.root)
     kvm = f"kvm API {doc['kvm']['api_version']}" if doc["kvm"]["usable"] else "no kvm"
-    dri = sum(1 for d in doc["dri"]["devices"] if d["accessible"])
-    print(f"flywheel: hints published ({kvm}, {dri} usable dri node(s), "
-          f"{'nvidia' if doc['nvidia']['present'] else 'no nvidia'})", file=sys.stderr)
+    dri = sum(1 for d in doc["dri"]["devices"] if usable(d))
+    warn(f"flywheel: hints published ({kvm}, {dri} usable dri node(s), "
+         f"{'nvidia' if doc['nvidia']['present'] else 'no nvidia'})")
     return 0
 
 
 def _completed(args: argparse.Namespace) -> int:
-    import sys
-
-    from flywheel_runtime.hooks.jobhooks import job_completed
+    from flywheel_runtime.hooks.jobhooks import job_completed, warn
 
     out = job_completed()
     parts = [f"job ran {out['duration_s']:.1f}s" if out["duration_s"] is not None else "job start not recorded"]
@@ -46,7 +43,7 @@ def _completed(args: argparse.Namespace) -> int:
                      + (f"; left other filesystems: {', '.join(ws['skipped'])}" if ws["skipped"] else "") + ")")
     else:
         parts.append(f"workspace policy {out['policy']}: nothing removed")
-    print("flywheel: " + ", ".join(parts), file=sys.stderr)
+    warn("flywheel: " + ", ".join(parts))
     return 0
 
 

@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flywheel_runtime.errors import FlywheelError
-from flywheel_runtime.hooks.redact import redact_text
+from flywheel_runtime.errors import ExitCode, FlywheelError
+from flywheel_runtime.hooks.redact import redact_doc, redact_text
 
 DEFAULT_HINTS_FILE = "/run/flywheel/hints.json"
-EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126  # the shell's codes: what a pod's status shows elsewhere
+# The shell's codes: what a pod's status shows elsewhere for the same mistake.
+EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = ExitCode.NOT_FOUND, ExitCode.NOT_EXECUTABLE
 
 
 def write_hints(path: Path, doc: dict[str, Any]) -> None:
@@ -34,7 +35,7 @@ def write_hints(path: Path, doc: dict[str, Any]) -> None:
     from flywheel_runtime._files import write_atomic
 
     # 0644: jobs run as another uid may read it.
-    write_atomic(path, redact_text(json.dumps(doc, indent=2)) + "\n", mode=0o644, fsync=True)
+    write_atomic(path, json.dumps(redact_doc(doc), indent=2) + "\n", mode=0o644, fsync=True)
 
 
 def hints_paths(env: dict[str, str]) -> list[Path]:
@@ -50,12 +51,14 @@ def seed_if_asked(env: dict[str, str]) -> None:
     if not (src or dst):
         return
     if not (src and dst):
-        raise FlywheelError("entrypoint: FLYWHEEL_SEED_NIX_SOURCE and FLYWHEEL_SEED_NIX_TARGET must be set together")
+        raise FlywheelError("entrypoint: FLYWHEEL_SEED_NIX_SOURCE and FLYWHEEL_SEED_NIX_TARGET must be set together",
+                            exit_code=ExitCode.USAGE)
     from flywheel_runtime.nixseed import seed
 
     report = seed(src, dst)
     what = "unchanged" if report.skipped else f"{report.files} files copied"
-    print(f"flywheel: {dst} seeded from {src} ({what}) in {report.seconds:.2f}s", file=sys.stderr, flush=True)
+    print(redact_text(f"flywheel: {dst} seeded from {src} ({what}) in {report.seconds:.2f}s"), file=sys.stderr,
+          flush=True)
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
@@ -63,7 +66,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     if not cmd:
         raise FlywheelError("entrypoint needs a command after --, e.g. entrypoint -- /home/runner/run.sh",
-                            exit_code=2)  # type: ignore[arg-type]
+                            exit_code=ExitCode.USAGE)
     seed_if_asked(env)
     from flywheel_runtime.probe import collect
 
@@ -72,21 +75,25 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
     for path in hints_paths(env):
         try:
             write_hints(path, doc)
-        except OSError as exc:
-            errors.append(f"{path}: {exc.strerror}")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            errors.append(f"{path}: {getattr(exc, 'strerror', None) or exc}")
             continue
         env["FLYWHEEL_HINTS_FILE"] = str(path)
         break
     else:
-        print(f"flywheel: hints file not written ({'; '.join(errors)}); continuing", file=sys.stderr)
+        print(redact_text(" ".join(f"flywheel: hints file not written ({'; '.join(errors)}); continuing".splitlines())),
+              file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execvpe(cmd[0], cmd, env)
     except FileNotFoundError:
-        raise FlywheelError(f"entrypoint: command not found: {cmd[0]}",
-                            exit_code=EXIT_NOT_FOUND) from None  # type: ignore[arg-type]
-    except PermissionError:
-        raise FlywheelError(f"entrypoint: command not executable: {cmd[0]}",
-                            exit_code=EXIT_NOT_EXECUTABLE) from None  # type: ignore[arg-type]
+        raise FlywheelError(redact_text(f"entrypoint: command not found: {cmd[0]}"),
+                            exit_code=EXIT_NOT_FOUND) from None
+    except (OSError, ValueError) as exc:
+        # EACCES (no x bit, a directory), ENOEXEC (no interpreter line, a foreign binary),
+        # ENOTDIR, ELOOP, ...: the command is there but cannot be run. ValueError: a NUL.
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise FlywheelError(redact_text(f"entrypoint: command not executable: {cmd[0]} ({why})"),
+                            exit_code=EXIT_NOT_EXECUTABLE) from None
     return 0  # pragma: no cover - exec does not return

@@ -39,13 +39,16 @@ __all__ = ["ARC_GROUP", "ARC_VERSION", "IN_CLUSTER", "JOB_RESULT_ANNOTATION", "R
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, check: bool = True) -> Client:
     """Resolve and load the kubeconfig; with ``check``, prove the server answers
-    (GET /version) and fail fast on a dead endpoint (no urllib3 retries)."""
+    (GET /version) and fail fast on a dead endpoint (no urllib3 retries).  Without
+    it (the harness, on a cluster it waits for itself), the client keeps urllib3's
+    retries over a control plane that may still be settling."""
     from flywheel_runtime.kube._client import Client
     from flywheel_runtime.kube._config import load_api_client
 
     path = kubeconfig_path(kubeconfig)
     api_client = load_api_client(path)
-    api_client.configuration.retries = 0
+    if check:
+        api_client.configuration.retries = 0
     client = Client(api_client, path)
     if check:
         from kubernetes import client as k8s

@@ -259,10 +259,13 @@ class Client:
                 return None
             raise
 
-    def patch_arc(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def patch_arc(self, plural: str, namespace: str, name: str, body: dict[str, Any], *,
+                  field_manager: str | None = None) -> dict[str, Any]:
+        """A merge patch; ``field_manager`` names who wrote the fields (the managed apply's own)."""
+        kw = {"field_manager": field_manager} if field_manager else {}
         with api_errors(self, f"patching {plural} {namespace}/{name}"):
             return self.custom.patch_namespaced_custom_object(ARC_GROUP, ARC_VERSION, namespace, plural, name, body,
-                                                              _request_timeout=REQUEST_TIMEOUT_S)
+                                                              _request_timeout=REQUEST_TIMEOUT_S, **kw)
 
     def apply_arc(self, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one ARC object (the chart's AutoscalingRunnerSet)."""

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flywheel_runtime.errors import ClusterError, KubeconfigError
+
+if TYPE_CHECKING:
+    from flywheel_runtime.kube._client import Client
 
 
 class api_errors:
     """Context manager: unreachable -> KubeconfigError (exit 4), an API failure ->
     ClusterError (exit 12); statuses in ``passthrough`` reach the caller as they are."""
 
-    def __init__(self, cluster: Any, what: str, passthrough: tuple[int, ...] = ()) -> None:
+    def __init__(self, cluster: Client, what: str, passthrough: tuple[int, ...] = ()) -> None:
         self.cluster, self.what, self.passthrough = cluster, what, passthrough
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None:
             return False
         from kubernetes.client.rest import ApiException

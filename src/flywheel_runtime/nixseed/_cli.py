@@ -10,7 +10,12 @@ import sys
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("seed-nix", help="seed a /nix volume from the image's baked store, exactly and crash-safely")
     p.add_argument("--source", default="/nix", help="the baked store to copy (default: /nix)")
-    p.add_argument("--target", required=True, help="the (mounted) volume to seed")
+    p.add_argument("--target", required=True,
+                   help="the (mounted) volume to seed: empty, or one seed-nix seeded before (else see --force)")
+    p.add_argument("--force", metavar="REASON",
+                   help="seed over a non-empty target seed-nix never seeded, replacing or deleting what it holds;"
+                        " REASON goes to the log.  Never overrides the other refusals (empty path, overlap with"
+                        " the source, special files)")
     p.add_argument("--jobs", type=int, default=0, metavar="N",
                    help="worker processes sharing the store paths (default 0: one per usable CPU, at most 8)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
@@ -32,7 +37,8 @@ def _seed(args: argparse.Namespace) -> int:
     except ValueError:
         raise FlywheelError(f"--work-owner must be UID:GID, got {args.work_owner!r}", exit_code=ExitCode.USAGE)
     report = seed(args.source, args.target, jobs=args.jobs, lock_timeout=args.lock_timeout,
-                  progress_interval=args.progress_interval, chown_work=args.chown_work, work_owner=(uid, gid))
+                  progress_interval=args.progress_interval, chown_work=args.chown_work, work_owner=(uid, gid),
+                  force=args.force)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

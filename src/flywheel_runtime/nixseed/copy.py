@@ -5,7 +5,9 @@ the target is relative to an already-open target directory and never follows
 a symlink, so nothing is written outside the target even when it holds
 hostile links.  A fresh name is written in place and gets the source's mtime
 last; an existing name is replaced through a temporary name and a rename, so
-a re-run after SIGKILL only compares metadata.  Directories are created
+a re-run after SIGKILL of a run of the same source, begun on an empty target,
+only compares metadata (``trust_meta``); any other existing name is compared
+byte for byte, xattrs included.  Directories are created
 writable, filled, then given their final mode and mtime.
 
 Hardlink groups are kept by source inode.  ``auto-optimise-store`` links every
@@ -46,9 +48,59 @@ from flywheel_runtime.nixseed.links import (
 
 TMP_PREFIX = ".flywheel-tmp-"
 SMALL = 1 << 16  # files up to this size are copied with one read and one write
-_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in where a regular file was listed never blocks the copy.
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
+SKIP_XATTRS = frozenset({"security.selinux"})  # the target's own LSM label, set by its policy, not copied
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
+
+
+def _xattrs(where: int | str) -> list[tuple[str, bytes]]:
+    """The extended attributes of ``where`` (an open fd, or a path not followed), sorted
+    (empty where unsupported)."""
+    kw = {} if isinstance(where, int) else {"follow_symlinks": False}  # an fd takes no follow_symlinks
+    try:
+        names = os.listxattr(where, **kw)
+    except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return []
+        raise
+    if not names:
+        return []
+    return sorted((n, os.getxattr(where, n, **kw)) for n in names if n not in SKIP_XATTRS)
+
+
+def fd_xattrs(fd: int) -> list[tuple[str, bytes]]:
+    """The extended attributes of an open file or directory, sorted (empty where unsupported)."""
+    return _xattrs(fd)
+
+
+def _at(dir_fd: int, name: str) -> str:
+    # The xattr calls take no dir_fd: name the entry through the open directory
+    # (the final component is not followed with follow_symlinks=False).
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+def entry_xattrs(dir_fd: int, name: str) -> list[tuple[str, bytes]]:
+    """The extended attributes of a symlink or special file, not followed, sorted."""
+    return _xattrs(_at(dir_fd, name))
+
+
+def _set_xattrs(where: int | str, want: list[tuple[str, bytes]], have: list[tuple[str, bytes]]) -> None:
+    """Make the xattrs of ``where`` (an fd, or a path not followed) exactly ``want``."""
+    if want == have:
+        return
+    follow = isinstance(where, int)
+    keep = dict(want)
+    for n, _v in have:
+        if n not in keep:
+            os.removexattr(where, n, follow_symlinks=follow)
+    old = dict(have)
+    for n, v in want:
+        if old.get(n) != v:
+            os.setxattr(where, n, v, follow_symlinks=follow)
+
 
 @dataclass
 class Stats:
@@ -283,7 +335,7 @@ class Copier:
         # mode are final (utime is the last step), so matching metadata means
         # a complete file.  A lone inode must stay lone (no stale hardlink group).
         if dst is not None and self._same_meta(st, dst) and (st.st_nlink > 1 or dst.st_nlink == 1) and (
-                self.trust_meta or self._same_bytes(sdir, ddir, name, st.st_size)):
+                self.trust_meta or self._same_content(sdir, ddir, name, st.st_size)):
             self._keep(key, ddir, name, rel, dst, stale_tmp)
             return
         mode = stat.S_IMODE(st.st_mode)
@@ -295,14 +347,17 @@ class Copier:
             _unlink_quiet(ddir, out)
         sfd = os.open(name, _O_FILE, dir_fd=sdir)
         try:
+            xattrs = fd_xattrs(sfd)
             # Creation mode is final when no chown follows (chown clears set-id bits).
             dfd = os.open(out, _O_NEW, mode if owned else 0o600, dir_fd=ddir)
             try:
                 self._copy_data(sfd, dfd, st.st_size)
                 if not owned:
                     os.fchown(dfd, st.st_uid, st.st_gid)
+                if xattrs:  # after the chown, which clears security.capability
+                    _set_xattrs(dfd, xattrs, [])
                 # Set-id bits: a write by a process without CAP_FSETID clears them.
-                if not owned or mode & self._umask or mode & 0o6000:
+                if not owned or mode & self._umask or mode & 0o6000 or xattrs:
                     os.fchmod(dfd, mode)
                 os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             finally:
@@ -321,11 +376,14 @@ class Copier:
         s.bytes += st.st_size
 
     @staticmethod
-    def _same_bytes(sdir: int, ddir: int, name: str, size: int) -> bool:
+    def _same_content(sdir: int, ddir: int, name: str, size: int) -> bool:
+        """Same bytes and same xattrs (for a name this run cannot vouch for)."""
         a = os.open(name, _O_FILE, dir_fd=sdir)
         try:
             b = os.open(name, _O_FILE, dir_fd=ddir)
             try:
+                if fd_xattrs(a) != fd_xattrs(b):
+                    return False
                 left = size
                 while left > 0:
                     n = min(left, 1 << 20)
@@ -345,9 +403,11 @@ class Copier:
         if linked:
             return
         target = os.readlink(name, dir_fd=sdir)
+        xattrs = entry_xattrs(sdir, name)
         if dst is not None and stat.S_ISLNK(dst.st_mode) and dst.st_uid == st.st_uid and \
                 dst.st_gid == st.st_gid and dst.st_mtime_ns == st.st_mtime_ns and \
-                (st.st_nlink > 1 or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target:
+                (st.st_nlink > 1 or dst.st_nlink == 1) and os.readlink(name, dir_fd=ddir) == target and \
+                (self.trust_meta or entry_xattrs(ddir, name) == xattrs):
             self._keep(key, ddir, name, rel, dst, stale_tmp)
             return
         # As for files: the source's mtime is set last, so a crash mid-way is redone.
@@ -357,6 +417,8 @@ class Copier:
         os.symlink(target, out, dir_fd=ddir)  # kept verbatim: absolute or dangling
         if st.st_uid != self._uid or st.st_gid != self._gid:
             os.chown(out, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
+        if xattrs:
+            _set_xattrs(_at(ddir, out), xattrs, [])
         os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
         if key is not None:
             if not self._register(key, ddir, out, name, rel):
@@ -368,14 +430,19 @@ class Copier:
             os.rename(out, name, src_dir_fd=ddir, dst_dir_fd=ddir)
         self.stats.symlinks += 1
 
-    def _special(self, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None) -> None:
-        if dst is not None and self._same_meta(st, dst) and dst.st_rdev == st.st_rdev:
+    def _special(self, sdir: int, ddir: int, name: str, st: os.stat_result, dst: os.stat_result | None) -> None:
+        xattrs = entry_xattrs(sdir, name)
+        if dst is not None and self._same_meta(st, dst) and dst.st_rdev == st.st_rdev and (
+                self.trust_meta or entry_xattrs(ddir, name) == xattrs):
             self.stats.skipped += 1
             return
         if dst is not None:
             self._remove(ddir, name, dst)
         os.mknod(name, st.st_mode, st.st_rdev, dir_fd=ddir)
         os.chown(name, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
+        if xattrs:
+            _set_xattrs(_at(ddir, name), xattrs, [])
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=ddir, follow_symlinks=False)  # mknod applies the umask
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
         self.stats.files += 1
 
@@ -423,16 +490,22 @@ class Copier:
             for name, st in dst_entries.items():
                 if not (top and name in self.keep_top):
                     self._remove(ddir, name, st)  # stale path, or a crash's temp file
-        self.finish_dir(ddir, st_src, made_by_us)
+        self.finish_dir(ddir, st_src, made_by_us, sdir=sdir, fresh=fresh)
         if self.tick is not None:
             self.tick()
 
-    def finish_dir(self, ddir: int, st_src: os.stat_result, made_by_us: bool = False) -> None:
-        """Final owner, mode and mtime: after every child, since adding one changes the mtime.
-        ``made_by_us``: created by this run inside a directory it also created (mode 0700,
-        so no set-gid parent): it already has our owner and group."""
+    def finish_dir(self, ddir: int, st_src: os.stat_result, made_by_us: bool = False, *,
+                   sdir: int | None = None, fresh: bool = False) -> None:
+        """Final owner, xattrs, mode and mtime: after every child, since adding one changes
+        the mtime.  ``made_by_us``: created by this run inside a directory it also created
+        (mode 0700, so no set-gid parent): it already has our owner and group.  ``sdir``:
+        the source directory, whose xattrs the target gets (``fresh``: it has none yet)."""
         if not made_by_us or st_src.st_uid != self._uid or st_src.st_gid != self._gid:
             os.fchown(ddir, st_src.st_uid, st_src.st_gid)
+        if sdir is not None:
+            want = fd_xattrs(sdir)
+            if want or not fresh:
+                _set_xattrs(ddir, want, [] if fresh else fd_xattrs(ddir))
         os.fchmod(ddir, stat.S_IMODE(st_src.st_mode))
         os.utime(ddir, ns=(st_src.st_atime_ns, st_src.st_mtime_ns))
 
@@ -456,7 +529,7 @@ class Copier:
         elif stat.S_ISLNK(mode):
             self._symlink(sdir, ddir, name, st, dst, rel, stale_tmp)
         else:
-            self._special(ddir, name, st, dst)
+            self._special(sdir, ddir, name, st, dst)
 
     def _writable_dir(self, ddir: int, name: str, dst: os.stat_result | None) -> os.stat_result | None:
         """Make ``name`` a directory we can fill: replace a non-directory, create it
@@ -535,7 +608,7 @@ class Copier:
                         os.stat(e.name, dir_fd=farm.sfd, follow_symlinks=False)
                     except FileNotFoundError:
                         self._remove(farm.dfd, e.name, e.stat(follow_symlinks=False))
-        self.finish_dir(farm.dfd, farm.st, farm.made_by_us)
+        self.finish_dir(farm.dfd, farm.st, farm.made_by_us, sdir=farm.sfd, fresh=farm.fresh)
         self.stats.dirs += 1
         os.close(farm.sfd)
         self.links = FarmLinks(self.links, farm.dfd, farm.index, farm.dev)

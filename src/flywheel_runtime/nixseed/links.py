@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import stat
 from array import array
 from typing import Any
 
@@ -191,10 +192,13 @@ class FarmLinks:
 def remove_staging(root_fd: int) -> None:
     """Remove a staging directory a killed run left behind (its names are only extra links)."""
     try:
-        os.lstat(STAGING_NAME, dir_fd=root_fd)
+        st = os.lstat(STAGING_NAME, dir_fd=root_fd)
     except FileNotFoundError:
         return
-    rmtree_at(root_fd, STAGING_NAME)
+    if stat.S_ISDIR(st.st_mode):
+        rmtree_at(root_fd, STAGING_NAME)
+    else:  # not ours to keep either: whatever stands where the staging directory goes
+        os.unlink(STAGING_NAME, dir_fd=root_fd)
 
 
 def rmtree_at(ddir: int, name: str) -> None:

@@ -8,14 +8,16 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
-from flywheel_runtime.errors import FlywheelError
+from flywheel_runtime.errors import ExitCode, FlywheelError
 from flywheel_runtime.nixseed.copy import Copier, Stats, _Farm, _weaker
 
 _PR_SET_PDEATHSIG = 1
 
 
 class WorkerError(FlywheelError):
-    """A worker process failed with something other than an OSError."""
+    """A worker process failed with something other than an OSError (a bug: exit 70)."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 class Workers:

@@ -28,9 +28,16 @@ VENDORS = {
     "0x102b": "Matrox", "0x5143": "Qualcomm", "0x13b5": "ARM", "0x1d17": "Zhaoxin", "0x1ed5": "Moore Threads",
 }
 NODE_RE = re.compile(r"(card|renderD)(\d+)")
-# A node with no driver behind it (a captured tree, an unbound device) opens
-# with these: the permission is there, the hardware is not.
+# A node with no driver behind it (a bare mknod, an unbound device) answers
+# its open with these: the permission may be there, the hardware is not.
 NO_DRIVER_ERRNOS = (errno.ENXIO, errno.ENODEV)
+
+
+def usable(dev: dict[str, Any]) -> bool:
+    """The one decision, shared by the hints (FLYWHEEL_DRI) and the job gate: this
+    process opened the node read-write and a kernel driver is bound to it in sysfs.
+    A node whose open answers ENXIO/ENODEV was never opened, so it is not usable."""
+    return bool(dev.get("accessible") and dev.get("driver"))
 
 
 def _read(p: str) -> str | None:
@@ -46,12 +53,18 @@ def _link_name(p: str) -> str | None:
 
 
 def _open_check(path: str) -> tuple[bool, str | None]:
-    """(may this process open it read-write, the error of the real attempt)."""
+    """(did this process open it read-write, the error of the real attempt)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
-        return exc.errno in NO_DRIVER_ERRNOS and os.access(path, os.R_OK | os.W_OK), exc.strerror
-    os.close(fd)
+        if exc.errno in NO_DRIVER_ERRNOS:
+            return False, f"{exc.strerror} (no driver behind the node)"
+        return False, exc.strerror
+    try:
+        if not stat.S_ISCHR(os.fstat(fd).st_mode):  # swapped since it was stat'ed
+            return False, "not a character device"
+    finally:
+        os.close(fd)
     return True, None
 
 
@@ -91,9 +104,11 @@ def describe(root: RootLike, name: str) -> dict[str, Any] | None:
         "access_via": access_via(st),
         "accessible": False,
         "open_error": "not a character device" if not is_chr else None,
+        "usable": False,
     }
     if is_chr:
         dev["accessible"], dev["open_error"] = _open_check(path)
+    dev["usable"] = usable(dev)
     return dev
 
 

@@ -14,11 +14,13 @@ import re
 
 from flywheel_runtime.probe._fs import rooted
 from flywheel_runtime.probe.dri import probe_dri
+from flywheel_runtime.probe.dri import usable as dri_usable
 from flywheel_runtime.probe.kvm import probe_kvm
 from flywheel_runtime.probe.vulkan import probe_vulkan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from flywheel_runtime.probe._fs import RootLike
@@ -34,22 +36,31 @@ KNOWN_STAMP_SCHEMAS = ("flywheel.tinyland.dev/nix-seed/v1",)
 RUNNER_ENV = {"runner_class": "FLYWHEEL_RUNNER_CLASS", "scale_set": "FLYWHEEL_SCALE_SET",
               "overlay": "FLYWHEEL_OVERLAY", "node": "FLYWHEEL_NODE_NAME"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,:/+=@-]")
+_MASKED_UNSAFE = re.compile(r"[^A-Za-z0-9_.,:/+=@\[\]-]")
 
 
 def _read_stamp(path: str) -> tuple[str, dict[str, Any] | None]:
+    import stat
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Non-blocking, judged by fstat on the descriptor: a FIFO where the stamp
+        # belongs must not hang the probe (nor a job-started hook) forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         return "absent", None
     except OSError:
         return "unreadable", None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "unreadable", None
         raw = os.read(fd, 1 << 16)
+    except OSError:
+        return "unreadable", None
     finally:
         os.close(fd)
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         return "unreadable", None
     if not isinstance(data, dict) or data.get("schema") not in KNOWN_STAMP_SCHEMAS:
         return "unknown-format", None
@@ -98,7 +109,7 @@ def collect(root: RootLike = "/", *, deep: bool = False, environ: dict[str, str]
 def env_pairs(doc: dict[str, Any]) -> dict[str, str]:
     """The FLYWHEEL_* variables a job gets (names stable: workflows test them)."""
     kvm, dri, nv, vk, nix, runner = (doc[k] for k in ("kvm", "dri", "nvidia", "vulkan", "nix", "runner"))
-    usable = [d for d in dri["devices"] if d["accessible"]]
+    usable = [d for d in dri["devices"] if dri_usable(d)]
     devices = vk["devices"] if isinstance(vk.get("devices"), list) else []
     return {
         "FLYWHEEL_HINTS_SCHEMA": doc["schema"],
@@ -122,13 +133,21 @@ def env_pairs(doc: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def to_env(doc: dict[str, Any]) -> str:
-    """KEY=value lines for GITHUB_ENV: one line each, no quoting needed in a shell."""
-    return "".join(f"{k}={_UNSAFE.sub('_', v)}\n" for k, v in env_pairs(doc).items())
+def to_env(doc: dict[str, Any], mask: Callable[[str, str], str] | None = None) -> str:
+    """KEY=value lines for GITHUB_ENV: one line each, no quoting needed in a shell.
+
+    ``mask(name, raw value)`` (the hooks' redaction) sees each value before it
+    is made shell-safe; a value it changes keeps its brackets ("[redacted]")
+    and nothing else unsafe: no mask can add a line."""
+    lines = []
+    for k, v in env_pairs(doc).items():
+        masked = mask(k, v) if mask is not None else v
+        lines.append(f"{k}={_UNSAFE.sub('_', v) if masked == v else _MASKED_UNSAFE.sub('_', masked)}\n")
+    return "".join(lines)
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "/").replace("\n", " ")
+    return " ".join(text.replace("|", "/").splitlines())
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
@@ -140,7 +159,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     else:
         kvm_cell = f"no — {kvm['reason']}"
     dri_cell = ", ".join(f"{d['path']} {d['vendor'] or '?'} {d['driver'] or ''}".strip()
-                         + ("" if d["accessible"] else " (no access)") for d in dri["devices"])
+                         + ("" if dri_usable(d) else " (not usable)") for d in dri["devices"])
     if nv["present"]:
         nv_cell = ", ".join(g["name"] for g in nv["gpus"]) + f" (driver {nv['driver_version']}, CUDA {nv['cuda_version']})"
     else:

@@ -96,15 +96,20 @@ def probe_kvm(root: RootLike = "/") -> dict[str, Any]:
                          f"not the KVM character device {KVM_MAJOR}:{KVM_MINOR}")
         return out
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        # Non-blocking, and the descriptor checked again: the node stat'ed above
+        # may have been swapped (for a FIFO, say) before this open.
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         hint = ""
         if exc.errno in (errno.EACCES, errno.EPERM):
             hint = f" (mode {out['mode']} owner group {out['group']}: add the runner to that group or run as root)"
         out["reason"] = f"/dev/kvm is not openable read-write by uid {os.geteuid()}: {exc.strerror}{hint}"
         return out
-    out["accessible"] = True
     try:
+        if not stat.S_ISCHR(os.fstat(fd).st_mode):
+            out["reason"] = "/dev/kvm changed while it was probed (no longer a character device)"
+            return out
+        out["accessible"] = True
         return _ioctls(fd, out)
     finally:
         os.close(fd)

@@ -87,10 +87,17 @@ def parse_manifest(root: RootLike, f: str) -> dict[str, Any]:
     try:
         text = read_text(f)
         if text is None:
-            raise OSError(f"cannot read {f}")
+            raise OSError(f"cannot read {f} (missing, unreadable or not a regular file)")
         data = json.loads(text)
         icd = data["ICD"]
-        entry["library_path"], entry["api_version"] = icd.get("library_path"), icd.get("api_version")
+        lib, api = icd.get("library_path"), icd.get("api_version")
+        # Strings or nothing: a manifest is the image's to write, and the schema says string.
+        entry["library_path"] = lib if isinstance(lib, str) else None
+        entry["api_version"] = api if isinstance(api, str) else None
+        if lib is not None and not isinstance(lib, str):
+            entry["error"] = f"TypeError: library_path is a JSON {type(lib).__name__}, not a string"
+    except RecursionError:  # nested deeper than the JSON parser goes: a hostile or broken manifest
+        entry["error"] = "ValueError: manifest is nested too deeply to parse"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         entry["error"] = f"{type(exc).__name__}: {exc}"
     return entry

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 RENDER_TARGETS = ("pod", "helm-values", "controller-values", "scale-sets", "listeners", "kind-config", "nodes",
-                  "gitlab", "warm-pool", "cleanup", "storage", "cluster", "actionlint", "all")
+                  "gitlab", "gitlab-values", "warm-pool", "cleanup", "storage", "rbac", "admission", "network-policy", "posture",
+                  "cluster", "actionlint", "all")
 
 
 def _topology_arg(p: argparse.ArgumentParser) -> None:
@@ -35,16 +36,21 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--other-pods", metavar="NODE=N", action="append", default=[],
                    help="pods outside the contract on NODE (control plane, DaemonSets, services; overrides "
                         "nodes.NODE.other_pods), e.g. honey=90: where the pod ceiling binds; repeatable")
-    p.add_argument("--scenario", metavar="SCALE_SET=N", action="append", default=[],
+    p.add_argument("--scenario", metavar="SCALE_SET=N|NAME", action="append", default=[],
                    help="also ask N runners of SCALE_SET at once (repeatable, in order): what is admitted, "
-                        "what queues, and which resource refused it")
+                        "what queues, and which resource refused it; or NAME, a row of the design document's "
+                        "capacity table (quiet, normal, burst): the document's figure beside our requests, "
+                        "limits and what the scheduler admits, and why they differ")
     p.set_defaults(handler=_capacity)
 
     p = tsub.add_parser("render", help="render manifests from the model as YAML")
     p.add_argument("target", choices=RENDER_TARGETS)
-    p.add_argument("scale_set", nargs="?", help="scale set name (pod, helm-values)")
+    p.add_argument("scale_set", nargs="?", metavar="NAME",
+                   help="scale set (pod, helm-values) or GitLab runner (gitlab-values)")
     p.add_argument("--github-config-url", metavar="URL", default=None,
                    help="helm-values: override the owner overlay's githubConfigUrl")
+    p.add_argument("--gitlab-url", metavar="URL", default=None,
+                   help="gitlab-values: the GitLab instance (the chart's gitlabUrl)")
     _topology_arg(p)
     p.set_defaults(handler=_render)
 
@@ -60,7 +66,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def _check(args: argparse.Namespace) -> int:
     from flywheel_runtime.topology import load
-    from flywheel_runtime.topology.check import check
+    from flywheel_runtime.topology.check import check, root_note
 
     if args.file and args.topology and args.file != args.topology:
         from flywheel_runtime.errors import ExitCode, FlywheelError
@@ -71,11 +77,22 @@ def _check(args: argparse.Namespace) -> int:
     violations = check(topo)
     for v in violations:
         print(v)
+    if (note := root_note(topo)) is not None:  # not a violation: the design runs these lanes' jobs as root
+        print(note, file=sys.stderr)
     if violations:
         print(f"{topo.source}: {len(violations)} violation(s) of the runner-scale contract", file=sys.stderr)
         return 1
     print(f"{topo.source}: runner-scale contract holds ({len(topo.scale_sets)} scale sets, "
           f"{len(topo.gitlab_runners)} GitLab runners, {len(topo.nodes)} nodes)", file=sys.stderr)
+    # An unstated fast-local pool cannot fail the rule (nothing to hold the caps
+    # against), but no cap on it is shown backed either: say so, beside the verdict.
+    from flywheel_runtime.topology.capacity import pools
+
+    for pool in pools(topo):
+        if pool.capacity is None and pool.lanes:
+            print(f"{topo.source}: note: fast-local pool {pool.storage_class} states no size "
+                  f"(storage_classes.{pool.storage_class}.capacity: unstated): the caps of "
+                  f"{', '.join(pool.unbacked)} are not shown backed (topology capacity)", file=sys.stderr)
     return 0
 
 
@@ -100,7 +117,13 @@ def _capacity(args: argparse.Namespace) -> int:
 
     topo = load(args.topology)
     others = _pairs("--other-pods", args.other_pods)
-    asked = _pairs("--scenario", args.scenario)
+    named = [v for v in args.scenario if "=" not in v]
+    asked = _pairs("--scenario", [v for v in args.scenario if "=" in v])
+    table_rows = capacity.named_scenarios(topo) if named else {}
+    for name in named:
+        if name not in table_rows:
+            raise FlywheelError(f"topology capacity: --scenario: no scenario named {name!r} (known: "
+                                f"{', '.join(table_rows)}; or SCALE_SET=N)", exit_code=ExitCode.USAGE)
     names = {n.name for n in topo.nodes}
     for name, n in others.items():
         if name not in names:
@@ -113,16 +136,25 @@ def _capacity(args: argparse.Namespace) -> int:
         topo.scale_set(name)  # an unknown name fails here, with the known ones
     topo = topo.with_other_pods(others)
     result = capacity.scenario(topo, asked) if asked else None
+    # The model's admitted figure: the sim e2e holds it against the real scheduler.
+    rows = [capacity.capacity_row(topo, table_rows[name]) for name in dict.fromkeys(named)]
+    relief = capacity.relief_paths(topo) if rows else []
     if args.json:
         doc = capacity.report(topo)
         if result is not None:
             doc["scenario"] = dataclasses.asdict(result)
+        if rows:
+            doc["capacity_table"] = {"rows": [dataclasses.asdict(r) for r in rows],
+                                     "relief_paths": [dataclasses.asdict(p) for p in relief]}
         print(json.dumps(doc, indent=2))
     else:
         print(capacity.table(topo))
         if result is not None:
             print()
             print(capacity.scenario_table(topo, result))
+        if rows:
+            print()
+            print(capacity.capacity_table(topo, rows, relief))
     return 0
 
 
@@ -132,8 +164,12 @@ def _render(args: argparse.Namespace) -> int:
     from flywheel_runtime.audit import actionlint
     from flywheel_runtime.errors import ExitCode, FlywheelError
     from flywheel_runtime.topology import load, render
+    from flywheel_runtime.topology.devices import runtime_classes
 
     topo = load(args.topology)
+    if args.target == "gitlab-values" and not args.scale_set:
+        raise FlywheelError("topology render gitlab-values needs a RUNNER "
+                            f"(one of: {', '.join(g.name for g in topo.gitlab_runners)})", exit_code=ExitCode.USAGE)
     needs_name = args.target in ("pod", "helm-values")
     if needs_name and not args.scale_set:
         raise FlywheelError(f"topology render {args.target} needs a SCALE_SET "
@@ -148,9 +184,18 @@ def _render(args: argparse.Namespace) -> int:
         "kind-config": lambda: [render.kind_config(topo)],
         "nodes": lambda: list(render.node_objects(topo)),
         "gitlab": lambda: list(render.gitlab_deployments(topo)),
+        "gitlab-values": lambda: [render.gitlab_values(topo, args.scale_set,
+                                                       gitlab_url=args.gitlab_url or render.GITLAB_URL_PLACEHOLDER)],
         "warm-pool": lambda: list(render.warm_pool_cronjobs(topo)),
         "cleanup": lambda: [render.cleanup_cronjob(topo)],
         "storage": lambda: list(render.storage_classes(topo)),
+        "rbac": lambda: list(render.operator_rbac(topo)),
+        "admission": lambda: list(render.device_admission(topo)) + list(render.warm_pool_admission(topo)),
+        "network-policy": lambda: list(render.network_policies(topo)),
+        # least privilege, whole: device classes and their admission, the jobs' RBAC and admission, NetworkPolicies
+        "posture": lambda: (list(runtime_classes(topo)) + list(render.device_admission(topo))
+                            + list(render.warm_pool_admission(topo)) + list(render.operator_rbac(topo))
+                            + list(render.network_policies(topo))),
         "cluster": lambda: list(render.cluster_objects(topo)),
         # an actionlint.yaml (not a manifest): the self-hosted labels the scale sets publish
         "actionlint": lambda: [actionlint.config(topo)],

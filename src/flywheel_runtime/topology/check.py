@@ -20,6 +20,25 @@ scratch-claims     a lane on a node whose fast disks are not its kubelet root
 listener-placement a listener has no placement, lands neither with its runners nor
                    with the controller, or leaves the node its overlay pins it to
 dind-envelope      a DinD lane's daemon container lacks a CPU or memory request or limit
+fast-local-pool    a lane's cap claims more of a node-local pool (sting's fast-local
+                   scratch) than its stated size backs beside the other lanes at
+                   their caps (2026-05-24: a cap is usable only when the substrate
+                   backs it; the scheduler does not count the pool, so unbacked
+                   runners fail on a full disk rather than queue).  A pool whose
+                   size is "unstated" is reported by ``topology capacity``, not here
+device-class       a lane names a device RuntimeClass for a device its runner class does
+                   not declare (the admission policy would refuse its pods), or declares
+                   a device but names another class (its pods would not get the device)
+device-node        a device lane can land on a node without the device's capability label
+                   (the RuntimeClass's nodeSelector would leave it Pending)
+api-server         a lane the managed apply runs on (arc.managed_apply.runs_on) has a runner
+                   class without api_server: its NetworkPolicy keeps it off the API server
+gitlab-hpa         a GitLab runner leaves the document's HPA: minimum 1 replica, CPU target
+                   70%, a memory target, a 300 s scale-down window, in gitlab-runners, on
+                   honey, and an executor named by its runner class
+
+Beside the rules, :func:`root_lanes` says which lanes run jobs as uid 0 (the
+design's choice, stated per lane): `topology check` prints them as notes.
 
 "Lanes" are scale sets, GitLab runners, the ARC controller and the listeners:
 every pod the topology places takes a node's slots, so every one is checked.
@@ -299,6 +318,122 @@ def rule_dind_envelope(topo: Topology) -> Iterator[Violation]:
                             f"daemon container dind has no {', '.join(missing)}")
 
 
+def rule_fast_local_pool(topo: Topology) -> Iterator[Violation]:
+    """Every lane's claims at caps on a node-local pool must fit its stated size."""
+    from flywheel_runtime.topology.capacity import pools
+
+    for pool in pools(topo):
+        if pool.capacity is None:
+            continue
+        for lane in pool.lanes:
+            if not lane.backed:
+                yield Violation("fast-local-pool", f"scale set {lane.scale_set}",
+                                f"cap {lane.max_runners} claims {human_bytes(lane.at_cap)} of {pool.storage_class} "
+                                f"on {pool.node}; its {human_bytes(pool.capacity)} backs {lane.backs_at_peak} "
+                                f"beside the other lanes at their caps ({lane.backs_alone} alone)")
+
+
+def rule_device_class(topo: Topology) -> Iterator[Violation]:
+    """A lane may name a device RuntimeClass only for a device it declares."""
+    from flywheel_runtime.topology import devices
+
+    classes = devices.load()
+    device_of = {dc.runtime_class: name for name, dc in classes.items()}
+    device_of.update({dc.with_cards().runtime_class: name for name, dc in classes.items()
+                      if any(d.card for d in dc.all_devices)})
+    for ss in topo.scale_sets:
+        if ss.runtime_class is None:
+            continue
+        subject = f"scale set {ss.name}"
+        own = devices.of_scale_set(ss)
+        named = device_of.get(ss.runtime_class)
+        if named is not None and (own is None or own.runtime_class != ss.runtime_class):
+            declared = ", ".join(sorted(ss.devices)) or "no device"
+            yield Violation("device-class", subject,
+                            f"names RuntimeClass {ss.runtime_class} (device {named}), but runner class {ss.label} "
+                            f"declares {declared}: the device admission policy refuses its pods")
+        elif named is None and own is not None:
+            yield Violation("device-class", subject,
+                            f"declares {', '.join(sorted(ss.devices))} but names RuntimeClass {ss.runtime_class}: "
+                            f"its pods would not get the device (its class is {own.runtime_class})")
+
+
+def rule_device_node(topo: Topology) -> Iterator[Violation]:
+    """A device lane lands only where its device's handler is (the capability label)."""
+    from flywheel_runtime.topology import devices
+
+    for ss in topo.scale_sets:
+        dc = devices.of_scale_set(ss)
+        if dc is None:
+            continue
+        for node in lands_on(topo, ss.placement):
+            if node.labels.get(dc.node_label) != "true":
+                yield Violation("device-node", f"scale set {ss.name}",
+                                f"declares {dc.device} but can land on {node.name}, which lacks {dc.node_label}=true "
+                                f"(RuntimeClass {dc.runtime_class} would leave its pods Pending)")
+
+
+def rule_api_server(topo: Topology) -> Iterator[Violation]:
+    """The managed apply's lanes must be allowed to reach the API server."""
+    if topo.arc is None or topo.arc.managed_apply is None:
+        return
+    for label in topo.arc.managed_apply.runs_on:
+        rc = topo.runner_class(label)
+        if rc is not None and not rc.api_server:
+            yield Violation("api-server", f"runner class {label}",
+                            "the managed apply runs on it, but it lacks api_server: true (its jobs could not "
+                            "reach the API server)")
+
+
+# The document's GitLab runners ("GitLab Runners (HPA)", the runner tree).
+GITLAB_MIN_REPLICAS = 1
+GITLAB_CPU_TARGET = 70
+GITLAB_SCALE_DOWN_WINDOW_S = 300
+GITLAB_NAMESPACE = "gitlab-runners"
+GITLAB_NODE = "honey"
+
+
+def rule_gitlab_hpa(topo: Topology) -> Iterator[Violation]:
+    """GitLab runners as the document states them."""
+    for g in topo.gitlab_runners:
+        subject = f"gitlab runner {g.name}"
+        if g.min_replicas != GITLAB_MIN_REPLICAS:
+            yield Violation("gitlab-hpa", subject, f"min replicas {g.min_replicas}; the document keeps "
+                                                   f"{GITLAB_MIN_REPLICAS} always on")
+        if g.cpu_target_percent != GITLAB_CPU_TARGET:
+            yield Violation("gitlab-hpa", subject, f"CPU target {g.cpu_target_percent}%; the document's is "
+                                                   f"{GITLAB_CPU_TARGET}%")
+        if g.memory_target_percent is None:
+            yield Violation("gitlab-hpa", subject, "no memory target; the document scales on CPU and memory")
+        if g.scale_down_stabilization_s != GITLAB_SCALE_DOWN_WINDOW_S:
+            yield Violation("gitlab-hpa", subject, f"scale-down window {g.scale_down_stabilization_s} s; the "
+                                                   f"document's is {GITLAB_SCALE_DOWN_WINDOW_S} s")
+        if g.namespace != GITLAB_NAMESPACE:
+            yield Violation("gitlab-hpa", subject, f"in {g.namespace}; the document's namespace is "
+                                                   f"{GITLAB_NAMESPACE}")
+        if g.node != GITLAB_NODE:
+            yield Violation("gitlab-hpa", subject, f"on {g.node or 'no pinned node'}; the document places GitLab "
+                                                   f"runners on {GITLAB_NODE}")
+        if g.executor is None:
+            yield Violation("gitlab-hpa", subject, f"its runner class {g.runner_class} names no executor "
+                                                   f"(the chart's runners.config)")
+
+
+def root_lanes(topo: Topology) -> list[str]:
+    """The scale sets whose runners run jobs as uid 0 (the design's choice, stated per lane)."""
+    return [ss.name for ss in topo.scale_sets if ss.runs_jobs_as_root]
+
+
+def root_note(topo: Topology) -> str | None:
+    """One line naming the lanes that run jobs as root, and what root keeps; None when none does."""
+    names = root_lanes(topo)
+    if not names:
+        return None
+    caps = ", ".join(topo.runner_pod.root_capabilities) or "none"
+    return (f"check: note: root-jobs: {len(names)} of {len(topo.scale_sets)} scale sets run jobs as uid 0 "
+            f"(capabilities kept: {caps}): {', '.join(names)}")
+
+
 def _fmt_selector(p: Placement) -> str:
     return "{" + ", ".join(f"{k}={v}" for k, v in p.node_selector.items()) + "}" if p.node_selector else "{}"
 
@@ -314,6 +449,11 @@ RULES: tuple[Callable[[Topology], Iterator[Violation]], ...] = (
     rule_scratch_claims,
     rule_listener_placement,
     rule_dind_envelope,
+    rule_fast_local_pool,
+    rule_device_class,
+    rule_device_node,
+    rule_api_server,
+    rule_gitlab_hpa,
 )
 
 

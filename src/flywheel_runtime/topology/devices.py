@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from flywheel_runtime.errors import BuildError, TopologyError
+
+if TYPE_CHECKING:
+    from flywheel_runtime.topology.model import Topology
 
 DATA = Path(__file__).with_name("devices.yaml")
 FILE_MODE = 0o666  # any uid in the pod (the runner runs as 0 or 1001)
@@ -39,13 +43,21 @@ class Device:
     type: str
     major: int
     minor: int
+    card: bool = False  # a DRM card (display, mode-setting): only for a lane that asks for cards
 
 
 @dataclass(frozen=True)
 class DeviceClass:
     device: str  # the topology's device name (kvm, dri)
     runtime_class: str
-    devices: tuple[Device, ...]
+    all_devices: tuple[Device, ...]
+    node_label: str  # nodes with the handler carry it ("true"): the class's scheduling.nodeSelector
+    cards: bool = False  # the variant that also hands out card nodes
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        """What a pod of this class gets: card nodes only in the cards variant."""
+        return tuple(d for d in self.all_devices if self.cards or not d.card)
 
     @property
     def handler(self) -> str:
@@ -56,6 +68,10 @@ class DeviceClass:
         """Where the handler's base spec lives on a node."""
         return f"{SPEC_DIR}/{self.handler}-spec.json"
 
+    def with_cards(self) -> DeviceClass:
+        """The class a lane asking for cards runs under (its own RuntimeClass and handler)."""
+        return dataclasses.replace(self, runtime_class=f"{self.runtime_class}-cards", cards=True)
+
 
 def load(path: Path = DATA) -> dict[str, DeviceClass]:
     doc = yaml.safe_load(path.read_text())
@@ -63,16 +79,18 @@ def load(path: Path = DATA) -> dict[str, DeviceClass]:
     for name, d in doc.items():
         try:
             out[name] = DeviceClass(name, d["runtime_class"],
-                                    tuple(Device(x["path"], x["type"], int(x["major"]), int(x["minor"]))
-                                          for x in d["devices"]))
+                                    tuple(Device(x["path"], x["type"], int(x["major"]), int(x["minor"]),
+                                                 bool(x.get("card", False)))
+                                          for x in d["devices"]), d["node_label"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise TopologyError(f"{path}: device {name!r} needs runtime_class and devices "
+            raise TopologyError(f"{path}: device {name!r} needs runtime_class, node_label and devices "
                                 f"[{{path, type, major, minor}}]: {exc}") from None
     return out
 
 
-def runtime_class_for(devices: frozenset[str] | set[str]) -> str | None:
-    """The RuntimeClass a lane declaring ``devices`` runs under (None without devices)."""
+def lane_class(devices: frozenset[str] | set[str], cards: bool = False) -> DeviceClass | None:
+    """The device class a lane declaring ``devices`` runs under (None without devices);
+    ``cards``: its runner class asks for DRM card nodes too (``dri_cards``)."""
     if not devices:
         return None
     classes = load()
@@ -82,21 +100,40 @@ def runtime_class_for(devices: frozenset[str] | set[str]) -> str | None:
     if len(devices) > 1:
         # One pod has one RuntimeClass: a lane needing two devices needs its own class.
         raise TopologyError(f"{DATA}: a lane declares {', '.join(sorted(devices))}; add one class carrying both")
-    return classes[next(iter(devices))].runtime_class
+    dc = classes[next(iter(devices))]
+    return dc.with_cards() if cards and any(d.card for d in dc.all_devices) else dc
 
 
-def used(topo: Any) -> list[DeviceClass]:
-    """The device classes some scale set of ``topo`` needs, in devices.yaml order."""
-    classes = load()
-    wanted = {d for ss in topo.scale_sets for d in ss.devices}
-    return [c for name, c in classes.items() if name in wanted]
+def runtime_class_for(devices: frozenset[str] | set[str], cards: bool = False) -> str | None:
+    """The RuntimeClass a lane declaring ``devices`` runs under (None without devices)."""
+    dc = lane_class(devices, cards)
+    return dc.runtime_class if dc else None
 
 
-def runtime_classes(topo: Any) -> list[dict[str, Any]]:
-    """node.k8s.io/v1 RuntimeClass objects for the device lanes."""
+def of_scale_set(ss: Any) -> DeviceClass | None:
+    """The device class scale set ``ss`` runs under."""
+    return lane_class(ss.devices, ss.dri_cards)
+
+
+def used(topo: Topology) -> list[DeviceClass]:
+    """The device classes some scale set of ``topo`` runs under, in devices.yaml order."""
+    wanted = {dc for ss in topo.scale_sets if (dc := of_scale_set(ss)) is not None}
+    return sorted(wanted, key=lambda c: (list(load()).index(c.device), c.cards))
+
+
+def lanes(topo: Topology, dc: DeviceClass) -> list[Any]:
+    """The scale sets that run under ``dc``: the only pods its admission policy lets in."""
+    return [ss for ss in topo.scale_sets if of_scale_set(ss) == dc]
+
+
+def runtime_classes(topo: Topology) -> list[dict[str, Any]]:
+    """node.k8s.io/v1 RuntimeClass objects for the device lanes.  The scheduling
+    nodeSelector is merged into every pod of the class: such a pod cannot land
+    on a node without the handler (and its devices)."""
     return [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
              "metadata": {"name": c.runtime_class, "labels": {"flywheel.tinyland.dev/device": c.device}},
-             "handler": c.handler} for c in used(topo)]
+             "handler": c.handler,
+             "scheduling": {"nodeSelector": {c.node_label: "true"}}} for c in used(topo)]
 
 
 def base_spec(default: dict[str, Any], dc: DeviceClass) -> dict[str, Any]:
@@ -128,7 +165,7 @@ def default_spec(ctr: Path) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def kind_node_setup(topo: Any, spec_dir: Path, ctr: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def kind_node_setup(topo: Topology, spec_dir: Path, ctr: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """kind: containerd config patches and the extraMounts carrying each base spec into every node.
 
     Every node gets every handler: containerd reads the base specs at start."""
@@ -153,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("device")
     c.add_argument("--spec", help="base spec path on the node (default /etc/containerd/<handler>-spec.json)")
     c.add_argument("--cgroupfs", action="store_true", help="the node's runc uses cgroupfs, not systemd")
+    for q in (s, c):
+        q.add_argument("--cards", action="store_true",
+                       help="the class variant that also hands out DRM card nodes (<class>-cards)")
     a = p.parse_args(argv)
     classes = load()
     if a.device not in classes:
         print(f"flywheel-runtime: no device class {a.device!r} (known: {', '.join(classes)})", file=sys.stderr)
         return 2
-    dc = classes[a.device]
+    dc = classes[a.device].with_cards() if a.cards else classes[a.device]
     if a.what == "spec":
         sys.stdout.write(json.dumps(base_spec(json.load(sys.stdin), dc), indent=2) + "\n")
     else:

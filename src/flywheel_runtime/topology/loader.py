@@ -16,10 +16,12 @@ from flywheel_runtime.topology.model import (
     Controller,
     DindLayout,
     Envelope,
+    GitLabExecutor,
     GitLabRunner,
     LabelTaxonomy,
     Listener,
     ManagedApply,
+    Network,
     Node,
     NodeSelectorRequirement,
     Overlay,
@@ -29,10 +31,13 @@ from flywheel_runtime.topology.model import (
     RunnerPod,
     ScaleSet,
     Scratch,
+    Service,
+    ServicePort,
     StorageClass,
     Taint,
     Toleration,
     Topology,
+    UtilityJobs,
     Volume,
     WarmPool,
     WarmPoolSchedule,
@@ -97,6 +102,24 @@ def _envelope(containers: dict[str, Any]) -> Envelope:
     ))
 
 
+def _executor(doc: dict[str, Any], name: str, cls: dict[str, Any], source: str) -> GitLabExecutor | None:
+    """A GitLab class's executor, its image keys and hint profile resolved."""
+    ex = cls["executor"]
+    if ex is None:
+        return None
+    path = f"runner_classes.{name}.executor"
+    if cls["forge"] != "gitlab":
+        raise _fail(source, path, "absent (only GitLab classes name an executor)", ex)
+    images, profiles = doc["images"], doc["hint_profiles"]
+    for field_, key in [("job_image", ex["job_image"]), *(("services", k) for k in ex["services"])]:
+        if key not in images:
+            raise _fail(source, f"{path}.{field_}", "one of the images " + ", ".join(images), key)
+    if ex["hints"] is not None and ex["hints"] not in profiles:
+        raise _fail(source, f"{path}.hints", "one of the hint profiles " + ", ".join(profiles), ex["hints"])
+    env = tuple(sorted(profiles[ex["hints"]].items())) if ex["hints"] else ()
+    return GitLabExecutor(images[ex["job_image"]], ex["privileged"], tuple(images[k] for k in ex["services"]), env)
+
+
 def _placement(entry: dict[str, Any], nodes: dict[str, Node], source: str, path: str) -> Placement:
     node_name = entry.get("node")
     selector = dict(entry.get("node_selector") or {})
@@ -120,6 +143,17 @@ def _placement(entry: dict[str, Any], nodes: dict[str, Node], source: str, path:
     return Placement(node_name, selector, tolerations, explicit, affinity)
 
 
+def _cidrs(values: list[str], source: str, path: str) -> list[str]:
+    import ipaddress
+
+    for i, v in enumerate(values):
+        try:
+            ipaddress.ip_network(v)
+        except ValueError:
+            raise _fail(source, f"{path}[{i}]", "a CIDR like 10.0.0.0/8 (host bits zero)", v) from None
+    return values
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("."))
 
@@ -137,11 +171,21 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
         )
         for name, n in doc["nodes"].items()
     }
-    storage_classes = tuple(StorageClass(name, s["provisioner"], s["binding_mode"], s["reclaim_policy"], s["node"])
+    storage_classes = tuple(StorageClass(name, s["provisioner"], s["binding_mode"], s["reclaim_policy"], s["node"],
+                                         None if s["capacity"] in (None, "unstated") else s["capacity"],
+                                         s["capacity_source"] or "")
                             for name, s in doc["storage_classes"].items())
     for sc in storage_classes:
         if sc.node is not None and sc.node not in nodes:
             raise _fail(source, f"storage_classes.{sc.name}.node", "one of the nodes " + ", ".join(nodes), sc.node)
+        # A node-local pool is finite: its claims at caps are counted against
+        # its size, so the size (or an explicit "unstated") and its source are required.
+        raw_sc = doc["storage_classes"][sc.name]
+        for key in ("capacity", "capacity_source"):
+            if sc.fast_local and raw_sc[key] is None:
+                raise _fail(source, f"storage_classes.{sc.name}.{key}",
+                            "a value for a class bound to one node (its pool's size, or 'unstated', and where the "
+                            "figure comes from)", None)
     sc_names = {s.name for s in storage_classes}
     for node in nodes.values():
         if node.scratch is not None and node.scratch.storage_class not in sc_names:
@@ -168,7 +212,8 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             raise _fail(source, f"runner_classes.{name}.baseline_node", "one of the nodes " + ", ".join(nodes),
                         c["baseline_node"])
         runner_classes.append(RunnerClass(name, c["forge"], c["use"], c["image"], frozenset(c["devices"]),
-                                          tuple(c["tags"]), c["baseline_node"]))
+                                          tuple(c["tags"]), c["baseline_node"], c["dri_cards"], c["api_server"],
+                                          _executor(doc, name, c, source)))
     classes = {c.name: c for c in runner_classes}
     profiles = doc["hint_profiles"]
 
@@ -195,7 +240,8 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
     dd = arc_doc["dind"]
     arc = Arc(arc_doc["version"], arc_doc["namespace"], controller, DindLayout(
         images[dd["image"]], dd["docker_group_gid"], dd["wait_for_docker_s"], dd["startup_period_s"],
-        dd["startup_failure_threshold"], _version(doc["kubernetes_version"]) >= (1, 29)))
+        dd["startup_failure_threshold"], _version(doc["kubernetes_version"]) >= (1, 29),
+        _envelope({"init-dind-externals": dd["externals"]})))
     ma = arc_doc["managed_apply"]
     for i, label in enumerate([*ma["freeze_labels"], *ma["runs_on"]]):
         if label not in doc["runner_classes"]:
@@ -247,6 +293,9 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             hints=dict(profiles[s["hints"]]) if s["hints"] else {},
             warm_pool=warm_pools[s["warm_pool"]] if s["warm_pool"] else None,
             listener=listener_of(s, path), overflow=s["overflow"],
+            run_as_user=s["run_as_user"] if s["run_as_user"] is not None else doc["runner_pod"]["run_as_user"],
+            runtime_class=s["runtime_class"], dri_cards=rc.dri_cards if rc else False,
+            api_server=rc.api_server if rc else False,
         ))
     gitlab = []
     gitlab_classes = [c.name for c in runner_classes if c.forge == "gitlab"]
@@ -266,20 +315,44 @@ def _build(doc: dict[str, Any], source: str, raw: Any) -> Topology:
             name=g["name"], namespace=g["namespace"], min_replicas=g["min_replicas"], max_replicas=g["max_replicas"],
             cpu_target_percent=g["cpu_target_percent"], scale_down_stabilization_s=g["scale_down_stabilization_s"],
             node=g["node"], placement=_placement(g, nodes, source, path), envelope=_envelope(g["containers"]),
-            runner_class=cls_name, image=images[rc.image],
+            runner_class=cls_name, image=images[rc.image], run_as_user=g["run_as_user"], fs_group=g["fs_group"],
+            memory_target_percent=g["memory_target_percent"], executor=rc.executor,
         ))
     rp, tax, cl = doc["runner_pod"], doc["label_taxonomy"], doc["cleanup"]
+    services = {name: Service(name, s["namespace"], s["url"], s["cache"], dict(s["pods"]),
+                              tuple(ServicePort(p["port"], p["protocol"]) for p in s["ports"]),
+                              tuple(s["clients"]), tuple(s["client_namespaces"]))
+                for name, s in (doc["services"] or {}).items()}
+    for svc in services.values():
+        for i, client in enumerate(svc.clients):
+            if client != "runners" and client not in services:
+                raise _fail(source, f"services.{svc.name}.clients[{i}]",
+                            "runners or one of the services " + ", ".join(services), client)
+        if (svc.clients or svc.client_namespaces) and not (svc.pods and svc.ports):
+            raise _fail(source, f"services.{svc.name}", "pods and ports for a service with clients",
+                        "pods" if not svc.pods else "ports")
+    uj = doc["utility_jobs"]
+    if uj["image"] not in images:
+        raise _fail(source, "utility_jobs.image", "one of the images " + ", ".join(images), uj["image"])
+    net = doc["network"]
+    network = Network(tuple(_cidrs(net["internal_cidrs"], source, "network.internal_cidrs")),
+                      net["dns"]["namespace"], dict(net["dns"]["pods"]), net["dns"]["port"],
+                      tuple(_cidrs(net["api_server"]["cidrs"], source, "network.api_server.cidrs")),
+                      net["api_server"]["port"])
     return Topology(
         source=source,
         namespaces=dict(doc["namespaces"]),
-        services=dict(doc["services"] or {}),
+        services=services,
+        network=network,
+        utility_jobs=UtilityJobs(images[uj["image"]], uj["run_as_user"], _envelope({"job": uj["container"]})),
         nodes=tuple(nodes.values()),
         storage_classes=storage_classes,
         overlays=overlays,
         label_taxonomy=LabelTaxonomy(tax["prefix"], tuple(tax["base"]), tuple(tax["suffixes"])),
         runner_pod=RunnerPod(tuple(rp["command"]), rp["run_as_user"], rp["priority_class"]["name"],
                              rp["priority_class"]["value"], dict(rp["env"]), (rp["hooks"] or {}).get("job_started"),
-                             (rp["hooks"] or {}).get("job_completed"), rp["work_owner"]),
+                             (rp["hooks"] or {}).get("job_completed"), rp["work_owner"],
+                             tuple(rp["root_capabilities"]), tuple(rp["seed_capabilities"])),
         images=images,
         warm_pools=tuple(warm_pools.values()),
         cleanup=CleanupPolicy(cl["schedule"], cl["concurrency_policy"], cl["terminating_after_s"],

@@ -172,7 +172,7 @@ class NodeSelectorRequirement:
 class Placement:
     """Where a lane's pods may land (the topology's intent): selector,
     tolerations, required node affinity.  The scheduler's verdict on a live
-    pod is :class:`flywheel_runtime.harness.kube.PodVerdict`."""
+    pod is :class:`flywheel_runtime.kube.PodVerdict`."""
 
     node: str | None
     node_selector: dict[str, str]
@@ -250,6 +250,17 @@ class CleanupPolicy:
 
 
 @dataclass(frozen=True)
+class GitLabExecutor:
+    """A GitLab runner class's executor: Kubernetes, job pods beside the runner
+    manager, with images and hints resolved from the topology."""
+
+    job_image: str
+    privileged: bool = False
+    services: tuple[str, ...] = ()  # images started beside each job (the DinD daemon)
+    environment: tuple[tuple[str, str], ...] = ()  # the runtime hints every job gets
+
+
+@dataclass(frozen=True)
 class RunnerClass:
     """A workflow-facing label (``runs-on:`` / GitLab ``tags:``): the consumer contract."""
 
@@ -260,6 +271,9 @@ class RunnerClass:
     devices: frozenset[str]
     tags: tuple[str, ...] = ()  # published after the class label by every scale set of the class
     baseline_node: str | None = None  # baseline lanes stay here; only overflow scale sets leave
+    dri_cards: bool = False  # a dri lane also gets the DRM card nodes (default: render nodes only)
+    api_server: bool = False  # its jobs reach the Kubernetes API server (NetworkPolicy)
+    executor: GitLabExecutor | None = None  # GitLab classes: what their runners run jobs with
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -301,6 +315,7 @@ class DindLayout:
     startup_period_s: int
     startup_failure_threshold: int
     native_sidecar: bool  # Kubernetes >= 1.29: dind is an init container with restartPolicy Always
+    externals: Envelope = Envelope(())  # the init-dind-externals container's
 
 
 @dataclass(frozen=True)
@@ -345,6 +360,14 @@ class ScaleSet:
     warm_pool: WarmPool | None
     listener: Listener | None = None
     overflow: bool = False  # an overflow lane of a class with a baseline node
+    run_as_user: int = 0  # the uid the runner container runs jobs as
+    runtime_class: str | None = None  # written out in the topology (else: its devices' class)
+    dri_cards: bool = False  # from its runner class
+    api_server: bool = False  # from its runner class
+
+    @property
+    def runs_jobs_as_root(self) -> bool:
+        return self.run_as_user == 0
 
     @property
     def storage(self) -> tuple[Volume, ...]:
@@ -375,6 +398,47 @@ class GitLabRunner:
     envelope: Envelope
     runner_class: str = ""  # the GitLab runner class (tag) it serves; defaults to its name
     image: str = ""
+    run_as_user: int = 100
+    fs_group: int = 65533
+    memory_target_percent: int | None = None  # the HPA's memory utilization target
+    executor: GitLabExecutor | None = None  # its runner class's
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The GitLab tags its jobs ask for: its runner class."""
+        return (self.runner_class or self.name,)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A platform service runners or other services reach (nix-cache's)."""
+
+    name: str
+    namespace: str
+    url: str | None
+    cache: str | None
+    pods: dict[str, str]  # its pods' labels
+    ports: tuple[ServicePort, ...]
+    clients: tuple[str, ...]  # "runners" and service names
+    client_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Network:
+    """What NetworkPolicies need: internal ranges, cluster DNS, the API server's address."""
+
+    internal_cidrs: tuple[str, ...]
+    dns_namespace: str
+    dns_pods: dict[str, str]
+    dns_port: int
+    api_server_cidrs: tuple[str, ...]
+    api_server_port: int
 
 
 @dataclass(frozen=True)
@@ -396,6 +460,15 @@ class StorageClass:
     binding_mode: str
     reclaim_policy: str
     node: str | None
+    # The node-local (fast-local) pool's size in bytes: None where the data
+    # says "unstated" (a pool no figure backs) or for a class with no node.
+    capacity: int | None = None
+    capacity_source: str = ""
+
+    @property
+    def fast_local(self) -> bool:
+        """Bound to one node's own disks: a finite pool the claims share."""
+        return self.node is not None
 
 
 @dataclass(frozen=True)
@@ -419,6 +492,17 @@ class RunnerPod:
     hook_job_started: str | None
     hook_job_completed: str | None
     work_owner: str
+    root_capabilities: tuple[str, ...] = ()
+    seed_capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UtilityJobs:
+    """The platform's own CronJobs' container: image, user, envelope (container ``job``)."""
+
+    image: str
+    run_as_user: int
+    envelope: Envelope
 
 
 @dataclass(frozen=True)
@@ -427,7 +511,7 @@ class Topology:
 
     source: str
     namespaces: dict[str, str]
-    services: dict[str, dict[str, Any]]
+    services: dict[str, Service]
     nodes: tuple[Node, ...]
     storage_classes: tuple[StorageClass, ...]
     overlays: tuple[Overlay, ...]
@@ -441,6 +525,8 @@ class Topology:
     gitlab_runners: tuple[GitLabRunner, ...]
     arc: Arc | None = None
     kubernetes_version: str = ""
+    network: Network | None = None
+    utility_jobs: UtilityJobs | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def node(self, name: str) -> Node:
@@ -480,6 +566,12 @@ class Topology:
         contract (a live count, or a what-if); other nodes keep theirs."""
         return dataclasses.replace(self, nodes=tuple(
             dataclasses.replace(n, other_pods=counts.get(n.name, n.other_pods)) for n in self.nodes))
+
+    def with_network(self, **changes: Any) -> Topology:
+        """This topology with its network facts changed (e.g. a kind cluster's
+        ``api_server_cidrs`` and ``internal_cidrs``)."""
+        assert self.network is not None
+        return dataclasses.replace(self, network=dataclasses.replace(self.network, **changes))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:

@@ -67,9 +67,11 @@ class Pattern:
 
 @dataclass(frozen=True)
 class Quantity:
-    """A Kubernetes quantity; ``kind`` is "cpu" (to millicores) or "bytes"."""
+    """A Kubernetes quantity; ``kind`` is "cpu" (to millicores) or "bytes".
+    ``words`` are the only other values taken, kept as written (``unstated``)."""
 
     kind: str
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,12 @@ HttpsUrl = Annotated[str, Pattern(r"^https://", "an https URL")]
 UidGid = Annotated[str, Pattern(r"^[0-9]+:[0-9]+$", 'UID:GID like "1001:1001"')]
 Cpu = Annotated[int, Quantity("cpu")]
 Bytes = Annotated[int, Quantity("bytes")]
+# A size that may be explicitly not known: "unstated" says so in the data.
+BytesOrUnstated = Annotated[int, Quantity("bytes", words=("unstated",))]
 NonNegative = Annotated[int, Minimum(0)]
 Positive = Annotated[int, Minimum(1)]
 Effect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+Capability = Annotated[str, Pattern(r"^[A-Z][A-Z_]*$", 'a Linux capability without CAP_, like "CHOWN"')]
 
 
 def _key(name: str) -> Any:
@@ -191,10 +196,56 @@ class NodeDoc:
 
 
 @_doc
+class ServicePortDoc:
+    """A port the service's pods listen on (a NetworkPolicy matches the pod's
+    port, after the Service's translation)."""
+
+    port: Positive
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+@_doc
 class ServiceDoc:
     namespace: Name
     url: str | None = None
     cache: str | None = None
+    # The labels of the service's pods (what its NetworkPolicies select).
+    pods: dict[str, str] = field(default_factory=dict)
+    ports: list[ServicePortDoc] = field(default_factory=list)
+    # Who may reach it: "runners" (ARC and GitLab runner pods) and other services by name.
+    clients: list[str] = field(default_factory=list)
+    # Namespaces whose every pod may reach it too (an operator's, e.g. CNPG's).
+    client_namespaces: list[Name] = field(default_factory=list)
+
+
+@_doc
+class DnsDoc:
+    """The cluster DNS every pod resolves through."""
+
+    namespace: Name = "kube-system"
+    pods: dict[str, str]
+    port: Positive = 53
+
+
+@_doc
+class ApiServerDoc:
+    """Where the API server answers after the kubernetes Service's translation
+    (the control plane's addresses and port)."""
+
+    cidrs: list[str]
+    port: Positive = 6443
+
+
+@_doc
+class NetworkDoc:
+    """What the rendered NetworkPolicies need to know about the cluster's network."""
+
+    # Addresses that are not "the outside world": the pod and service CIDRs,
+    # the nodes' network, everything private.  Runners reach the outside world
+    # (GitHub, registries) and, inside these, only what a policy names.
+    internal_cidrs: list[str]
+    dns: DnsDoc
+    api_server: ApiServerDoc
 
 
 @_doc
@@ -203,6 +254,11 @@ class StorageClassDoc:
     binding_mode: Literal["WaitForFirstConsumer", "Immediate"]
     reclaim_policy: Literal["Delete", "Retain"]
     node: Name | None = None
+    # The node-local (fast-local) pool behind the class: its size, and where
+    # that figure comes from.  Required for a class bound to one node (the
+    # loader says so): claims at caps are counted against it.
+    capacity: BytesOrUnstated | None = None
+    capacity_source: str | None = None
 
 
 @_doc
@@ -240,6 +296,10 @@ class RunnerPodDoc:
     env: dict[str, str] = field(default_factory=dict)
     hooks: HooksDoc | None = None
     work_owner: UidGid = "1001:1001"
+    # Every runner-pod container drops ALL capabilities; a runner running jobs
+    # as root adds these back, the /nix seed init container those.
+    root_capabilities: list[Capability] = field(default_factory=list)
+    seed_capabilities: list[Capability] = field(default_factory=list)
 
 
 @_doc
@@ -264,6 +324,26 @@ class CleanupDoc:
 
 
 @_doc
+class UtilityJobsDoc:
+    """The platform's own CronJobs (runner cleanup, warm pool): image, user, envelope."""
+
+    image: Name = "nix"
+    run_as_user: Positive = 1001
+    container: ContainerDoc
+
+
+@_doc
+class GitLabExecutorDoc:
+    """What a GitLab runner class runs its jobs with: the chart's
+    ``runners.config`` (the Kubernetes executor, job pods beside the manager)."""
+
+    job_image: Name  # an `images` key
+    privileged: bool = False  # job and service containers (the DinD daemon needs it)
+    services: list[Name] = field(default_factory=list)  # `images` keys, started beside each job
+    hints: Name | None = None  # a `hint_profiles` key: the job's environment
+
+
+@_doc
 class RunnerClassDoc:
     forge: Literal["github", "gitlab"]
     use: str
@@ -272,6 +352,13 @@ class RunnerClassDoc:
     tags: list[str] = field(default_factory=list)
     # Baseline lanes of this class stay on this node; only `overflow` scale sets leave it.
     baseline_node: Name | None = None
+    # dri lanes get render nodes only; true adds the card nodes (display, mode-setting).
+    dri_cards: bool = False
+    # Its jobs call the Kubernetes API server (the operator lane's managed apply);
+    # the rendered NetworkPolicy lets no other runner reach it.
+    api_server: bool = False
+    # GitLab classes: the executor their runners register with.
+    executor: GitLabExecutorDoc | None = None
 
 
 @_doc
@@ -309,6 +396,8 @@ class DindDoc:
     wait_for_docker_s: NonNegative = 120
     startup_period_s: Positive = 5
     startup_failure_threshold: Positive = 24
+    # The chart's init-dind-externals container (a copy of the runner's externals).
+    externals: ContainerDoc
 
 
 @_doc
@@ -356,6 +445,11 @@ class ScaleSetDoc:
     overflow: bool = False
     # This set's listener, where it differs from arc.listeners.
     listener: ListenerDoc | None = None
+    # The uid the runner container runs jobs as (default: runner_pod.run_as_user).
+    run_as_user: NonNegative | None = None
+    # A RuntimeClass the pods name; default: the class of the devices the runner
+    # class declares.  `topology check` rejects a device class not declared.
+    runtime_class: Name | None = None
 
 
 @_doc
@@ -366,8 +460,14 @@ class GitLabRunnerDoc:
     min_replicas: NonNegative
     max_replicas: Positive
     cpu_target_percent: Positive = 70
+    # The HPA's memory utilization target; `topology check` requires one (the
+    # document scales on CPU and memory).
+    memory_target_percent: Positive | None = None
     scale_down_stabilization_s: NonNegative = 300
     containers: dict[Name, ContainerDoc]
+    # The gitlab-runner chart's pod defaults (values.yaml podSecurityContext).
+    run_as_user: Positive = 100
+    fs_group: Positive = 65533
     node: Name | None = None
     node_selector: dict[str, str] | None = None
     tolerations: list[TolerationDoc] | None = None
@@ -381,6 +481,7 @@ class TopologyDoc:
     kubernetes_version: Annotated[str, Pattern(r"^[0-9]+\.[0-9]+\.[0-9]+$", 'a version like "1.36.3"')]
     namespaces: dict[Name, str]
     services: dict[str, ServiceDoc] | None = None
+    network: NetworkDoc
     nodes: dict[Name, NodeDoc]
     storage_classes: dict[Name, StorageClassDoc] = field(default_factory=dict)
     overlays: dict[Name, OverlayDoc]
@@ -391,6 +492,7 @@ class TopologyDoc:
     hint_profiles: dict[Name, dict[str, str]] = field(default_factory=dict)
     warm_pools: dict[Name, WarmPoolDoc] = field(default_factory=dict)
     cleanup: CleanupDoc
+    utility_jobs: UtilityJobsDoc
     runner_classes: dict[str, RunnerClassDoc]
     scale_sets: list[ScaleSetDoc]
     gitlab_runners: list[GitLabRunnerDoc] = field(default_factory=list)
@@ -434,7 +536,7 @@ def _yaml_key(f: dataclasses.Field[Any]) -> str:
 def _checker(tp: Any) -> Checker:
     tp = _strip_none(tp)
     base, meta = _split(tp)
-    if dataclasses.is_dataclass(base):
+    if isinstance(base, type) and dataclasses.is_dataclass(base):
         return _object_checker(base)
     origin = typing.get_origin(base)
     if origin is Literal:
@@ -473,9 +575,13 @@ def _checker(tp: Any) -> Checker:
     if quantity is not None:
         cpu = quantity.kind == "cpu"
         what = 'a Kubernetes CPU quantity like "500m" or 4' if cpu else 'a Kubernetes byte quantity like "8Gi"'
+        what += "".join(f" or {w!r}" for w in quantity.words)
         parse = parse_cpu if cpu else parse_bytes
+        words = quantity.words
 
         def check_quantity(value: Any, path: str) -> Any:
+            if value in words:
+                return value
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise SchemaViolation(path, what, value)
             try:
@@ -570,7 +676,7 @@ def validate(data: Any) -> dict[str, Any]:
 def _json(tp: Any) -> dict[str, Any]:
     tp = _strip_none(tp)
     base, meta = _split(tp)
-    if dataclasses.is_dataclass(base):
+    if isinstance(base, type) and dataclasses.is_dataclass(base):
         fields = _fields(base)
         return {
             "type": "object",
@@ -590,8 +696,10 @@ def _json(tp: Any) -> dict[str, Any]:
         if key_pattern:
             out["propertyNames"] = {"pattern": key_pattern.regex}
         return out
-    if any(isinstance(m, Quantity) for m in meta):
-        return {"anyOf": [{"type": "string", "pattern": _QTY}, {"type": "number", "minimum": 0}]}
+    quantity = next((m for m in meta if isinstance(m, Quantity)), None)
+    if quantity is not None:
+        return {"anyOf": [{"type": "string", "pattern": _QTY}, {"type": "number", "minimum": 0},
+                          *([{"enum": list(quantity.words)}] if quantity.words else [])]}
     if base is str:
         pattern = next((m for m in meta if isinstance(m, Pattern)), None)
         return {"type": "string", "pattern": pattern.regex} if pattern else {"type": "string"}

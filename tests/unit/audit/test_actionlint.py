@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel_runtime import toolchain
 from flywheel_runtime.audit import actionlint
 from flywheel_runtime.topology import load
 
@@ -19,9 +20,9 @@ WORKFLOWS = sorted((Path(__file__).parents[3] / "canaries" / "workflows").glob("
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    if actionlint.cached() is None and shutil.which("go") is None:
+    if toolchain.cached_binary("actionlint") is None and shutil.which("go") is None:
         pytest.fail("actionlint is not built and Go is missing: install Go (./dev setup builds it)")
-    return actionlint.ensure_actionlint()
+    return toolchain.binary("actionlint")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel_runtime import toolchain
 from flywheel_runtime.audit import alerts, promtool
 from flywheel_runtime.topology import load
 
@@ -124,7 +125,7 @@ def _scenario(honor: bool) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("honor", [True, False], ids=["honorLabels-true", "honorLabels-false"])
 def test_every_rule_fires_and_resolves_on_arc_series(honor: bool) -> None:
-    binary = promtool.ensure_promtool()
+    binary = toolchain.binary("promtool")
     rules = {r["alert"]: r for r in alerts.rules(load())}
     series, checks = _scenario(honor)
     tests = [

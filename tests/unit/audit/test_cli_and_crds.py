@@ -97,7 +97,7 @@ def test_offline_commands_and_modules_do_not_import_kubernetes() -> None:
     code = ("import sys, json, flywheel_runtime.audit._cli, flywheel_runtime.audit.imagefs, "
             "flywheel_runtime.audit.reaper, flywheel_runtime.audit.listener, flywheel_runtime.audit.labels, "
             "flywheel_runtime.audit.cleanup, flywheel_runtime.audit.warmpool, flywheel_runtime.audit.alerts, "
-            "flywheel_runtime.audit.kube; print(json.dumps(sorted(sys.modules)))")
+            "flywheel_runtime.kube; print(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert not [m for m in json.loads(out.stdout) if m.split(".")[0] == "kubernetes"]
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel_runtime import toolchain
 from flywheel_runtime.audit import alerts, labels, promtool
 from flywheel_runtime.cli import main
 from flywheel_runtime.topology import capacity, load, load_data
@@ -140,9 +141,9 @@ def test_promtool_accepts_the_rules_and_rejects_a_broken_one(topo: Any) -> None:
     """promtool built from the Go module proxy (cached; the first run builds it)."""
     import shutil
 
-    if promtool.cached() is None and shutil.which("go") is None:
+    if toolchain.cached_binary("promtool") is None and shutil.which("go") is None:
         pytest.fail("promtool is not built and Go is missing: install Go to check the alert rules")
-    binary = promtool.ensure_promtool()
+    binary = toolchain.binary("promtool")
     good = promtool.check_rules(yaml.safe_dump(alerts.rule_file(topo)), binary)
     assert good.ok, good.output
     assert "5 rules found" in good.output

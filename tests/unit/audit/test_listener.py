@@ -153,3 +153,26 @@ def test_snapshots_carry_the_sets_active_runners() -> None:
            "spec": {"minRunners": 0, "maxRunners": 16}, "status": {"currentRunners": 3}}
     (s,) = snapshots_from([ars], [], {})
     assert (s.listener, s.active_runners) == (None, 3)
+
+
+def test_active_runners_count_live_ephemeral_runners_when_the_sets_status_is_stale() -> None:
+    """The controller holding a listener back (eventual strategy) stops updating the set's
+    status: its live EphemeralRunners still count, those being deleted do not."""
+    from flywheel_runtime.audit.listener import runners_per_set
+
+    ars = {"metadata": {"namespace": "arc-runners", "name": "tinyland-nix-operator"},
+           "spec": {"minRunners": 0, "maxRunners": 2}, "status": {"currentRunners": 0}}
+
+    def er(name: str, set_name: str, deleting: bool = False) -> dict:
+        meta = {"namespace": "arc-runners", "name": name,
+                "labels": {"actions.github.com/scale-set-name": set_name}}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-05-15T10:00:00Z"
+        return {"metadata": meta}
+
+    runners = runners_per_set([er("a", "tinyland-nix-operator"), er("b", "tinyland-nix-operator", deleting=True),
+                               er("c", "tinyland-nix")])
+    assert runners == {("arc-runners", "tinyland-nix-operator"): 1, ("arc-runners", "tinyland-nix"): 1}
+    (s,) = snapshots_from([ars], [], {}, runners)
+    assert (s.listener, s.active_runners) == (None, 1)
+    assert classify(s, T0, GRACE).state == DRIFT

@@ -52,7 +52,9 @@ class FakeCluster:
         o = self.objs[plural].get((namespace, name))
         return copy.deepcopy(o) if o else None
 
-    def patch_arc(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def patch_arc(self, plural: str, namespace: str, name: str, body: dict[str, Any], *,
+                  field_manager: str | None = None) -> dict[str, Any]:
+        assert field_manager == ma.FIELD_MANAGER  # never Helm's, never a default
         self.writes.append(("patch", name, copy.deepcopy(body)))
         self.objs[plural][(namespace, name)]["spec"].update(body["spec"])
         return self.objs[plural][(namespace, name)]
@@ -130,7 +132,15 @@ class Clock:
 def proc(c: FakeCluster, topo, clock: Clock, **kw: Any) -> ma.Procedure:
     opts = ma.Options(listener_namespace=LNS, drain_timeout_s=kw.pop("drain", 60), settle_timeout_s=5,
                       interval_s=1, prove_grace_s=0, prove_deadline_s=30, **kw)
-    return ma.Procedure(c, topo, opts, clock=clock.clock, sleep=clock.sleep, now=lambda: NOW)
+    return ma.Procedure(c, topo, opts, clock=clock.clock, sleep=clock.sleep, now=lambda: NOW, applier=owner_apply)
+
+
+def owner_apply(c: FakeCluster, topo, change: ma.Change, values: dict[str, Any], opts: ma.Options) -> str:
+    """The set's owner (Helm, in the real thing) makes the chart's AutoscalingRunnerSet of ``values``."""
+    from flywheel_runtime.topology import render
+
+    c.apply_arc(render.autoscaling_runner_set(topo, change.name, values))
+    return "owner"
 
 
 def finish_jobs(c: FakeCluster) -> None:
@@ -291,6 +301,47 @@ def test_nothing_to_apply(topo) -> None:
     assert (report.result, c.writes) == ("nothing to apply", [])
 
 
+def test_the_default_apply_is_a_helm_upgrade_of_the_release_never_server_side_apply(topo, tmp_path) -> None:
+    """The default applier runs helm (here a recording stand-in for the binary) with the chart and the
+    set's values, caps frozen; no chart and no command is refused before anything is frozen."""
+    import yaml
+
+    log = tmp_path / "helm.log"
+    fake = tmp_path / "helm"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\nfor a; do case "$prev" in -f) cp "$a" {tmp_path}/values.yaml;; '
+                    'esac; prev="$a"; done\n')
+    fake.chmod(0o755)
+    chart = tmp_path / "gha-runner-scale-set"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("name: gha-runner-scale-set\n")
+    c = live_world(topo, busy=0)
+    change = ma.Change(NS, "tinyland-nix", "tinyland-nix", "update", ("maxRunners",))
+    values = {**ma.chart_values(topo, "tinyland-nix"), "maxRunners": 0, "minRunners": 0}
+    opts = ma.Options(chart=chart, helm=str(fake))
+    assert ma.apply_release(c, topo, change, values, opts) == "helm upgrade"
+    args = log.read_text().split()
+    assert args[:5] == ["upgrade", "--install", "tinyland-nix", str(chart), "-n"] and args[5] == NS
+    assert yaml.safe_load((tmp_path / "values.yaml").read_text())["maxRunners"] == 0
+    with pytest.raises(ma.FlywheelError, match="--chart DIR"):
+        ma.check_apply(ma.Options())
+    ma.check_apply(ma.Options(apply_command="true"))
+
+
+def test_an_apply_command_gets_the_values_and_the_manifest_and_its_failure_rolls_back(topo, tmp_path) -> None:
+    import yaml
+
+    c = live_world(topo, busy=0)
+    change = ma.Change(NS, "tinyland-nix", "tinyland-nix", "update", ("maxRunners",))
+    values = ma.chart_values(topo, "tinyland-nix")
+    out = tmp_path / "seen"
+    cmd = f'cp "$FLYWHEEL_APPLY_MANIFEST" {out}; echo "$FLYWHEEL_APPLY_SCALE_SET $FLYWHEEL_APPLY_ACTION" > {out}.who'
+    assert ma.apply_release(c, topo, change, values, ma.Options(apply_command=cmd)) == "--apply-command"
+    assert yaml.safe_load(out.read_text())["kind"] == "AutoscalingRunnerSet"
+    assert (tmp_path / "seen.who").read_text().split() == ["tinyland-nix", "update"]
+    with pytest.raises(ma.FlywheelError, match="exit 3"):
+        ma.apply_release(c, topo, change, values, ma.Options(apply_command="echo nope >&2; exit 3"))
+
+
 def test_a_failed_restore_from_the_topology_falls_back_to_the_snapshot(topo) -> None:
     from flywheel_runtime.errors import ClusterError
 
@@ -298,11 +349,11 @@ def test_a_failed_restore_from_the_topology_falls_back_to_the_snapshot(topo) -> 
     real_patch = c.patch_arc
     calls = {"n": 0}
 
-    def flaky(plural, ns, name, body):
+    def flaky(plural, ns, name, body, **kw):
         calls["n"] += 1
         if calls["n"] == 3:  # freeze, freeze, then the first restore from the topology
             raise ClusterError("patching autoscalingrunnersets failed: HTTP 500")
-        return real_patch(plural, ns, name, body)
+        return real_patch(plural, ns, name, body, **kw)
 
     c.patch_arc = flaky  # type: ignore[method-assign]
     p = proc(c, topo, Clock(c))

@@ -86,6 +86,15 @@ def test_runners_without_a_known_owner_or_already_deleting_are_left_alone() -> N
     assert {s["name"] for s in plan.skipped} == {"orphan", "stranger", "going"}
 
 
+def test_arc_writes_zero_replicas_as_none_beside_its_patch_id() -> None:
+    """ARC 0.14.0's EphemeralRunnerSetSpec: `replicas,omitempty`, `patchID` always: a set at zero
+    reads {"patchID": N} and its idle runner is owner-at-zero."""
+    at_zero = ers("s1", None)
+    at_zero["spec"] = {"patchID": 0}
+    plan = select([runner("a", "s1")], [at_zero])
+    assert [(x.name, x.reason) for x in plan.leaks] == [("a", "owner-at-zero")]
+
+
 def test_set_without_replicas_or_being_deleted_is_not_provable() -> None:
     plan = select([runner("a", "s1"), runner("b", "s2")], [ers("s1", None), ers("s2", 0, deleting=True)])
     assert plan.leaks == []

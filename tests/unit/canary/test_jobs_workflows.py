@@ -42,6 +42,10 @@ def test_job_keeps_the_lane_pod_and_runs_the_canary(lane: str) -> None:
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["flywheel.tinyland.dev/canary"] == lane
     assert "actions.github.com/scale-set-name" not in labels
+    # what the device admission policy asks of a pod naming the lane's class
+    assert (job["metadata"]["namespace"], spec["serviceAccountName"], labels["flywheel.tinyland.dev/scale-set"]) == (
+        ss.namespace, f"{ss.name}-gha-rs-no-permission", ss.name)
+    assert spec["runtimeClassName"] == base["runtimeClassName"] and spec["automountServiceAccountToken"] is False
 
 
 def test_job_manifest_cli(cli) -> None:

@@ -93,10 +93,26 @@ def test_gpu_lane_without_render_node_refuses(tmp_path: Path) -> None:
 def test_gpu_lane_with_crafted_render_nodes_is_admitted(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("mknod needs root")
-    root = make_root(tmp_path, CARDS)
+    root = make_root(tmp_path, CARDS, openable=True)  # nodes that open, each with a driver in sysfs
     out = _run(["hook", "job-started"], _job_env(tmp_path, "tinyland-nix-gpu", root, "tinyland-nix-gpu"))
     assert out.returncode == 0, out.stderr
     assert _published(tmp_path)["FLYWHEEL_DRI_RENDER_NODES"] == "/dev/dri/renderD128,/dev/dri/renderD129"
+    assert _published(tmp_path)["FLYWHEEL_DRI"] == "1"
+
+
+def test_render_nodes_answering_enxio_are_unusable_to_hints_and_gate_alike(tmp_path: Path) -> None:
+    """Issue 19: DRM-numbered nodes on this GPU-less host answer ENXIO/ENODEV on open: the
+    hints said FLYWHEEL_DRI=1 while the gate refused.  One decision now: not usable."""
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    root = make_root(tmp_path, CARDS)  # 226:N, sysfs says amdgpu/nvidia: no driver answers here
+    out = _run(["hook", "job-started"], _job_env(tmp_path, "tinyland-nix-gpu", root, "tinyland-nix-gpu"))
+    assert out.returncode == 6
+    assert "answer ENXIO/ENODEV on open: no driver behind them" in out.stderr
+    published = _published(tmp_path)
+    assert published["FLYWHEEL_DRI"] == "0" and published["FLYWHEEL_DRI_RENDER_NODES"] == ""
+    hints = _run(["hints", "--format", "env", "--root", str(root)], {})
+    assert "FLYWHEEL_DRI=0\n" in hints.stdout
 
 
 def test_gpu_lane_refuses_when_the_nodes_are_closed_to_the_job(tmp_path: Path) -> None:
@@ -204,7 +220,7 @@ def test_keep_policy_leaves_the_workspace(tmp_path: Path) -> None:
     assert out.returncode == 0 and "policy keep: nothing removed" in out.stderr
     assert (ws / "top").exists()
     bad = _run(["hook", "job-completed"], {**env, "FLYWHEEL_WORKSPACE_POLICY": "nuke"})
-    assert bad.returncode == 2 and "expected one of clean, keep" in bad.stderr
+    assert bad.returncode == 2 and "is not one of clean, keep" in bad.stderr
 
 
 def test_workspace_outside_runner_workspace_is_never_cleaned(tmp_path: Path) -> None:
@@ -259,8 +275,10 @@ def test_a_mount_inside_the_workspace_is_left_alone(tmp_path: Path) -> None:
         (mnt / "shared").write_text("another filesystem")
         assert mnt in mount_points()
         result = clean_workspace(ws, runner_ws)
-        assert result == {"removed": 3, "skipped": [str(ws / "sub")]}
+        # The mount itself is left and named; everything around it goes.
+        assert result == {"removed": 3, "skipped": [str(mnt)]}
         assert (mnt / "shared").read_text() == "another filesystem"
+        assert sorted(p.name for p in ws.iterdir()) == ["sub"] and list((ws / "sub").iterdir()) == [mnt]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
 
@@ -327,7 +345,7 @@ def test_entrypoint_seeds_nix_when_asked(tmp_path: Path) -> None:
     assert (dst / "store" / "abc-pkg" / "f").read_text() == "x"
     assert f"flywheel: {dst} seeded from {src}" in out.stderr
     half = _run(["entrypoint", "--", "true"], {"FLYWHEEL_SEED_NIX_SOURCE": str(src)})
-    assert half.returncode == 1 and "must be set together" in half.stderr
+    assert half.returncode == 2 and "must be set together" in half.stderr  # a bad pod spec: not a found violation
 
 
 def test_entrypoint_fails_the_pod_when_the_seed_source_is_missing(tmp_path: Path) -> None:

@@ -83,3 +83,34 @@ _ALNUM = string.ascii_letters + string.digits
 def test_any_github_token_inside_any_text_is_masked(prefix: str, body: str, left: str, right: str) -> None:
     token = prefix + body
     assert token not in redact_text(left + " " + token + right)
+
+
+def test_real_hints_documents_pass_redaction_untouched(tmp_path) -> None:
+    """No false positive on what a pod really publishes: this host (deep, with lavapipe) and a
+    crafted GPU tree, rendered every way the hooks render them."""
+    import json
+    import os
+
+    from flywheel_runtime.hooks.redact import redact_doc
+    from flywheel_runtime.probe import to_markdown
+    from tests.unit.probe.tree import CARDS, make_root
+
+    env = {"FLYWHEEL_RUNNER_CLASS": "tinyland-nix-gpu", "FLYWHEEL_SCALE_SET": "tinyland-nix-gpu",
+           "FLYWHEEL_NODE_NAME": "honey", "FLYWHEEL_OVERLAY": "tinyland"}
+    roots = ["/"] + ([make_root(tmp_path, CARDS)] if os.geteuid() == 0 else [])
+    for root in roots:
+        doc = collect(root, deep=root == "/", environ=env)
+        assert redact_doc(doc) == doc
+        assert redact_text(json.dumps(doc, indent=2)) == json.dumps(doc, indent=2)
+        assert redact_text(to_markdown(doc)) == to_markdown(doc)
+
+
+def test_an_unbroken_run_longer_than_any_published_value_is_withheld_unread() -> None:
+    """A blob (or a hostile 128 KiB value) is withheld whole: the rules never scan it, so
+    their cost stays bounded, and whatever it encodes is not published."""
+    from flywheel_runtime.hooks.redact import MAX_RUN
+
+    blob = "ez-" * (MAX_RUN // 3 + 1)
+    assert redact_text(f"node {blob} ok") == f"node {REDACTED} ok"
+    fits = "a" * MAX_RUN
+    assert redact_text(f"node {fits} ok") == f"node {fits} ok"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,3 +58,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def store_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_store(tmp_path_factory.mktemp("storeb") / "root", packages=4, variant="b")
+
+
+def as_if_killed_before_the_stamp(target: Path, *, trusted: bool = True) -> None:
+    """Leave ``target`` as a seed killed just before its stamp would: the stamp
+    gone, the journal of the run (its identity; ``trusted``: the run began on
+    an empty target) in its place."""
+    from flywheel_runtime.nixseed.seeding import JOURNAL_SCHEMA, PARTIAL_NAME, STAMP_NAME
+
+    stamp = json.loads((target / STAMP_NAME).read_text())
+    (target / PARTIAL_NAME).write_text(json.dumps({"schema": JOURNAL_SCHEMA, "identity": stamp["identity"],
+                                                   "trusted": trusted}))
+    (target / STAMP_NAME).unlink()

@@ -15,7 +15,7 @@ from flywheel_runtime.errors import NoSpaceError, SourceMissingError
 from flywheel_runtime.nixseed import STAMP_NAME, read_stamp, seed, source_identity
 from flywheel_runtime.nixseed.compare import compare_trees
 
-from .conftest import nix_store
+from .conftest import as_if_killed_before_the_stamp, nix_store
 
 
 def _verify(target_nix: Path) -> None:
@@ -70,7 +70,7 @@ def test_nothing_is_written_outside_the_target(store: Path, tmp_path: Path, jobs
     (dst / "store").symlink_to(outside)
     (dst / "var").mkdir()
     (dst / "var" / "nix").symlink_to(outside)
-    seed(store, dst, jobs=jobs, progress_interval=0)
+    seed(store, dst, jobs=jobs, progress_interval=0, force="test: hostile leftovers")
     assert list(outside.iterdir()) == []
     assert compare_trees(store, dst) == []
 
@@ -79,7 +79,7 @@ def test_nothing_is_written_outside_the_target(store: Path, tmp_path: Path, jobs
 def test_stale_temp_files_and_truncated_files_are_repaired(store: Path, tmp_path: Path, jobs: int) -> None:
     dst = tmp_path / "nix"
     seed(store, dst, jobs=jobs, progress_interval=0)
-    (dst / STAMP_NAME).unlink()  # as after a crash before the stamp
+    as_if_killed_before_the_stamp(dst)
     victim = next(p for p in (dst / "store").rglob("libbig*.so"))
     victim.chmod(0o644)
     with open(victim, "r+b") as fh:

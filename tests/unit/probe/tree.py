@@ -20,7 +20,13 @@ DRM_MAJOR = 226
 VIDEO_GID = grp.getgrnam("video").gr_gid  # Debian's group for card nodes ("render" may not exist here)
 
 
-def make_root(tmp: Path, cards: list[dict[str, Any]]) -> Path:
+# A character device any kernel opens: /dev/null's number, standing in for a
+# render node whose driver answers (a DRM number answers ENXIO on a GPU-less host).
+OPENABLE = os.makedev(1, 3)
+
+
+def make_root(tmp: Path, cards: list[dict[str, Any]], *, openable: bool = False) -> Path:
+    """``openable``: the nodes are 1:3 (they open) instead of 226:N (ENXIO here)."""
     root = tmp / "root"
     (root / "dev" / "dri" / "by-path").mkdir(parents=True)  # udev's by-path dir: not a node, ignored
     (root / "proc").mkdir()
@@ -40,7 +46,7 @@ def make_root(tmp: Path, cards: list[dict[str, Any]]) -> Path:
             (dev / "driver").symlink_to(os.path.relpath(drv, dev))
         for node, minor in ((c["card"], c["minor"]), (c["render"], 128 + c["minor"])):
             path = root / "dev" / "dri" / node
-            os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(DRM_MAJOR, minor))
+            os.mknod(path, stat.S_IFCHR | 0o600, OPENABLE if openable else os.makedev(DRM_MAJOR, minor))
             os.chmod(path, 0o660)  # mknod applies the umask; udev sets 0660
             os.chown(path, 0, VIDEO_GID)
             cls = root / "sys" / "class" / "drm" / node
@@ -59,8 +65,13 @@ CARDS = [
 
 
 def as_nobody(fn: Callable[..., Any], *args: Any, cwd: Path | None = None) -> Any:
-    """Run ``fn(*args)`` in a forked child that dropped to uid/gid 65534 with no
-    supplementary groups; return its JSON-able result.  (Forked, not exec'ed:
+    return as_uid(65534, fn, *args, cwd=cwd)
+
+
+def as_uid(uid: int, fn: Callable[..., Any], *args: Any, cwd: Path | None = None, raises: bool = False) -> Any:
+    """Run ``fn(*args)`` in a forked child that dropped to uid/gid ``uid`` with no
+    supplementary groups; return its JSON-able result (with ``raises``, an
+    exception comes back as {"__error__": class name, "message": str(exc)}).  (Forked, not exec'ed:
     the interpreter lives under /root, which nobody cannot reach.)  ``cwd`` is
     entered before dropping, so a tree under pytest's 0700 tmp dir can be
     probed as ".": only the permissions inside the tree then count."""
@@ -75,12 +86,13 @@ def as_nobody(fn: Callable[..., Any], *args: Any, cwd: Path | None = None) -> An
             if cwd is not None:
                 os.chdir(cwd)
             os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
+            os.setgid(uid)
+            os.setuid(uid)
             os.write(w, json.dumps(fn(*args)).encode())
         except BaseException as exc:
-            os.write(w, json.dumps({"__error__": repr(exc)}).encode())
-            code = 1
+            os.write(w, json.dumps({"__error__": type(exc).__name__ if raises else repr(exc),
+                                    "message": str(exc)}).encode())
+            code = 0 if raises else 1
         finally:
             os._exit(code)
     os.close(w)

@@ -1,9 +1,12 @@
 """The real charts, when you have them: every scale set's values through
 gha-runner-scale-set 0.14.0 and the controller values through its controller
-chart, with ``helm template``.  The project ships neither helm nor the charts;
-point ``$FLYWHEEL_HELM`` at a helm binary and ``$FLYWHEEL_ARC_CHARTS`` at the
-``charts/`` directory of actions/actions-runner-controller at tag
-``gha-runner-scale-set-0.14.0`` to run these (skipped otherwise)."""
+chart, with ``helm template``.  helm is ``$FLYWHEEL_HELM``, else the
+toolchain's, built here from the module proxy when missing (``flywheel-runtime
+toolchain ensure helm``, which ``./dev`` runs).  The project does not ship the
+charts: ``$FLYWHEEL_ARC_CHARTS`` (the ``charts/`` directory of
+actions/actions-runner-controller at tag ``gha-runner-scale-set-0.14.0``),
+else ``../shared/arc/gha-runner-scale-set-0.14.0/charts`` beside the
+repository (CI has it); skipped only when neither exists."""
 
 from __future__ import annotations
 
@@ -15,16 +18,28 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel_runtime import toolchain
 from flywheel_runtime.topology import load, render
 
-HELM, CHARTS = os.environ.get("FLYWHEEL_HELM"), os.environ.get("FLYWHEEL_ARC_CHARTS")
-pytestmark = pytest.mark.skipif(not (HELM and CHARTS), reason="set FLYWHEEL_HELM and FLYWHEEL_ARC_CHARTS")
+from flywheel_runtime.harness.arc import SHARED_CHARTS, charts_dir
+
+CHARTS = charts_dir()
+pytestmark = pytest.mark.skipif(CHARTS is None, reason=f"ARC's charts are not here: set FLYWHEEL_ARC_CHARTS or "
+                                f"put them at {SHARED_CHARTS}")
+_HELM: list[str] = []
+
+
+def helm() -> str:
+    """``$FLYWHEEL_HELM``, else the toolchain's helm (a stamp check once built)."""
+    if not _HELM:
+        _HELM.append(os.environ.get("FLYWHEEL_HELM") or str(toolchain.binary("helm")))
+    return _HELM[0]
 
 
 def helm_template(chart: str, release: str, namespace: str, values: dict[str, Any], tmp: Path) -> list[dict]:
     f = tmp / f"{release}.values.yaml"
     f.write_text(yaml.safe_dump(values, sort_keys=False))
-    out = subprocess.run([str(HELM), "template", release, str(Path(str(CHARTS)) / chart), "-n", namespace,
+    out = subprocess.run([helm(), "template", release, str(Path(str(CHARTS)) / chart), "-n", namespace,
                           "--kube-version", load().kubernetes_version, "-f", str(f)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -202,12 +202,15 @@ def test_rule_no_storage_node_respects_affinity(variant) -> None:
 
 
 def test_rule_gitlab_lane_on_sting_needs_the_toleration(variant) -> None:
-    assert lines(variant(lambda d: d["gitlab_runners"][2].update(node="sting"))) == []  # derived from the node
+    def placement(topo) -> list[str]:  # gitlab-hpa keeps them on honey: its own test
+        return [x for x in lines(topo) if "gitlab-hpa" not in x]
+
+    assert placement(variant(lambda d: d["gitlab_runners"][2].update(node="sting"))) == []  # derived from the node
 
     def strip(d):
         d["gitlab_runners"][2].update(node="sting", tolerations=[])
 
-    assert lines(variant(strip)) == [
+    assert placement(variant(strip)) == [
         "check: taint-toleration: gitlab runner nix: placed on sting but lacks the exact toleration "
         "dedicated.tinyland.dev/compute-expansion=true:NoSchedule"]
 
@@ -252,7 +255,10 @@ def test_cli_prints_one_line_per_violation_and_exits_1(write_variant) -> None:
         out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check", *how],
                              capture_output=True, text=True)
         assert out.returncode == 1
-        assert out.stderr == f"{path}: 2 violation(s) of the runner-scale contract\n"
+        # the root-jobs note first (one line, not a violation), then the count
+        note, count = out.stderr.splitlines()
+        assert note.startswith("check: note: root-jobs: 10 of 10 scale sets run jobs as uid 0 ")
+        assert count == f"{path}: 2 violation(s) of the runner-scale contract"
         assert out.stdout.splitlines() == [
             "check: taint-toleration: scale set tinyland-docker: placed on sting but lacks the exact toleration "
             "dedicated.tinyland.dev/compute-expansion=true:NoSchedule",
@@ -358,3 +364,70 @@ def test_rule_dind_daemon_needs_an_envelope(variant) -> None:
     assert lines(variant(bare)) == [
         "check: dind-envelope: scale set tinyland-dind: daemon container dind has no request cpu, request memory, "
         "limit cpu, limit memory"]
+
+
+def test_rule_device_class_refuses_an_undeclared_device_class(variant) -> None:
+    topo = variant(lambda d: scale_set(d, "tinyland-nix").update(runtime_class="flywheel-kvm"))
+    assert [x for x in lines(topo) if "device-class" in x] == [
+        "check: device-class: scale set tinyland-nix: names RuntimeClass flywheel-kvm (device kvm), but runner class "
+        "tinyland-nix declares no device: the device admission policy refuses its pods"]
+    topo = variant(lambda d: scale_set(d, "tinyland-nix-gpu").update(runtime_class="flywheel-dri-cards"))
+    assert [x for x in lines(topo) if "device-class" in x] == [
+        "check: device-class: scale set tinyland-nix-gpu: names RuntimeClass flywheel-dri-cards (device dri), but "
+        "runner class tinyland-nix-gpu declares dri: the device admission policy refuses its pods"]
+    topo = variant(lambda d: scale_set(d, "tinyland-nix-kvm").update(runtime_class="gvisor"))
+    assert [x for x in lines(topo) if "device-class" in x] == [
+        "check: device-class: scale set tinyland-nix-kvm: declares kvm but names RuntimeClass gvisor: its pods would "
+        "not get the device (its class is flywheel-kvm)"]
+    # its own class, written out, or a non-device class on a lane without devices: fine
+    assert lines(variant(lambda d: scale_set(d, "tinyland-nix-kvm").update(runtime_class="flywheel-kvm"))) == []
+    assert lines(variant(lambda d: scale_set(d, "tinyland-nix").update(runtime_class="gvisor"))) == []
+
+
+def test_rule_device_node_needs_the_capability_label(variant) -> None:
+    topo = variant(lambda d: d["nodes"]["honey"]["labels"].pop("capability.tinyland.dev/dri"))
+    assert [x for x in lines(topo) if "device-node" in x] == [
+        "check: device-node: scale set tinyland-nix-gpu: declares dri but can land on honey, which lacks "
+        "capability.tinyland.dev/dri=true (RuntimeClass flywheel-dri would leave its pods Pending)"]
+
+
+def test_rule_api_server_for_the_managed_apply_lanes(variant) -> None:
+    topo = variant(lambda d: d["runner_classes"]["tinyland-nix-heavy"].pop("api_server"))
+    assert [x for x in lines(topo) if "api-server" in x] == [
+        "check: api-server: runner class tinyland-nix-heavy: the managed apply runs on it, but it lacks "
+        "api_server: true (its jobs could not reach the API server)"]
+
+
+def _gitlab(d, name: str) -> dict:
+    return next(g for g in d["gitlab_runners"] if g["name"] == name)
+
+
+def test_rule_gitlab_hpa_holds_the_document(variant) -> None:
+    def mutate(d) -> None:
+        _gitlab(d, "docker").update(min_replicas=0, cpu_target_percent=80)
+        _gitlab(d, "dind").pop("memory_target_percent")
+        _gitlab(d, "dind")["scale_down_stabilization_s"] = 60
+        _gitlab(d, "nix").update(namespace="ci", node="sting")
+        d["runner_classes"]["nix"].pop("executor")
+
+    assert [x for x in lines(variant(mutate)) if "gitlab-hpa" in x] == [
+        "check: gitlab-hpa: gitlab runner docker: min replicas 0; the document keeps 1 always on",
+        "check: gitlab-hpa: gitlab runner docker: CPU target 80%; the document's is 70%",
+        "check: gitlab-hpa: gitlab runner dind: no memory target; the document scales on CPU and memory",
+        "check: gitlab-hpa: gitlab runner dind: scale-down window 60 s; the document's is 300 s",
+        "check: gitlab-hpa: gitlab runner nix: in ci; the document's namespace is gitlab-runners",
+        "check: gitlab-hpa: gitlab runner nix: on sting; the document places GitLab runners on honey",
+        "check: gitlab-hpa: gitlab runner nix: its runner class nix names no executor (the chart's runners.config)",
+    ]
+
+
+def test_cli_notes_the_lanes_that_run_jobs_as_root(write_variant) -> None:
+    path = write_variant(lambda d: scale_set(d, "tinyland-docker").update(run_as_user=1001))
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "check", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr
+    (note,) = [ln for ln in out.stderr.splitlines() if ln.startswith("check: note: root-jobs:")]
+    assert note == ("check: note: root-jobs: 9 of 10 scale sets run jobs as uid 0 (capabilities kept: CHOWN, "
+                    "DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID): tinyland-nix, tinyland-nix-compute-expansion, "
+                    "tinyland-dind, tinyland-dind-compute-expansion, tinyland-nix-operator, tinyland-nix-heavy, "
+                    "jess-nix-heavy, tinyland-nix-kvm, tinyland-nix-gpu")

@@ -209,9 +209,9 @@ def test_decimal_gi_is_exact(whole: int, hundredths: int) -> None:
      "variant.yaml: nodes.honey.colour: expected no such key (known: role, labels, taints, allocatable, schedulable, "
      "runner_target, scratch, other_pods), got 'gold'"),
     (lambda d: d.update(clusters=[]),
-     "variant.yaml: clusters: expected no such key (known: schema, kubernetes_version, namespaces, services, nodes, "
-     "storage_classes, overlays, label_taxonomy, runner_pod, arc, images, hint_profiles, warm_pools, cleanup, "
-     "runner_classes, scale_sets, gitlab_runners), got a list"),
+     "variant.yaml: clusters: expected no such key (known: schema, kubernetes_version, namespaces, services, network, "
+     "nodes, storage_classes, overlays, label_taxonomy, runner_pod, arc, images, hint_profiles, warm_pools, cleanup, "
+     "utility_jobs, runner_classes, scale_sets, gitlab_runners), got a list"),
     (lambda d: scale_set(d, "tinyland-nix")["containers"]["runner"]["limits"].update(cpu="four"),
      "variant.yaml: scale_sets[0].containers.runner.limits.cpu: expected a Kubernetes CPU quantity like \"500m\" "
      "or 4, got 'four'"),

@@ -25,7 +25,11 @@ def test_every_rendered_pod_is_a_valid_v1_pod(topo, name) -> None:
     assert spec["nodeSelector"] == {"kubernetes.io/hostname": ss.node}
     env = {e["name"]: e.get("value") for e in runner["env"]}
     assert env["RUNNER_ALLOW_RUNASROOT"] == "1" and env["FLYWHEEL_SCALE_SET"] == name
-    assert runner["securityContext"] == {"runAsUser": 0, "allowPrivilegeEscalation": False}
+    # uid 0 as the design says, but only the root capabilities the topology names, and no token
+    assert runner["securityContext"] == {"runAsUser": 0, "allowPrivilegeEscalation": False, "capabilities": {
+        "drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]}}
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["metadata"]["labels"]["flywheel.tinyland.dev/runner-class"] == ss.label
 
 
@@ -213,7 +217,8 @@ def test_kind_config_structure(topo) -> None:
                                                    "value": {"name": "max-pods", "value": "110"}}]
         assert "kubeletExtraArgs" not in yaml.safe_load(n["kubeadmConfigPatches"][0])["nodeRegistration"]
     assert {k: n["labels"] for k, n in zip(patches, cfg["nodes"])} == {
-        "honey": {"flywheel.tinyland.dev/node": "honey", "capability.tinyland.dev/kvm": "true"},
+        "honey": {"flywheel.tinyland.dev/node": "honey", "capability.tinyland.dev/kvm": "true",
+                  "capability.tinyland.dev/dri": "true"},
         "sting": {"flywheel.tinyland.dev/node": "sting", "capability.tinyland.dev/kvm": "true"},
         "bumble": {"flywheel.tinyland.dev/node": "bumble"}}
 
@@ -268,7 +273,8 @@ def test_render_cli_pod_yaml_round_trips(topo) -> None:
 
 
 @pytest.mark.parametrize("target,count", [
-    ("kind-config", 1), ("nodes", 3), ("gitlab", 6), ("warm-pool", 2), ("cleanup", 1), ("storage", 1)])
+    ("kind-config", 1), ("nodes", 3), ("gitlab", 9), ("warm-pool", 2), ("cleanup", 1), ("storage", 1), ("rbac", 9),
+    ("admission", 4), ("network-policy", 11), ("posture", 26)])
 def test_render_cli_targets_print_yaml(target, count) -> None:
     out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", target],
                          capture_output=True, text=True, check=True)
@@ -333,3 +339,16 @@ def test_render_cli_arc_targets(topo, target, kinds) -> None:
         assert {d["kind"] for d in docs} == kinds and len(docs) == len(topo.scale_sets)
         for d in docs:
             validate(d)
+
+
+def test_render_gitlab_values_names_a_runner() -> None:
+    out = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "gitlab-values", "nix",
+                          "--gitlab-url", "https://gitlab.tinyland.dev"], capture_output=True, text=True, check=True)
+    (values,) = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+    assert values["gitlabUrl"] == "https://gitlab.tinyland.dev" and values["runners"]["tags"] == "nix"
+    bad = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "gitlab-values"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("(one of: docker, dind, nix)")
+    bad = subprocess.run([sys.executable, "-m", "flywheel_runtime", "topology", "render", "gitlab-values", "gpu"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no GitLab runner 'gpu'" in bad.stderr

@@ -106,21 +106,22 @@ def controller_pod(topo: Topology) -> dict[str, Any]:
             "spec": {**_placement_spec(ctl.placement), "containers": [container]}}
 
 
-def autoscaling_runner_set(topo: Topology, name: str) -> dict[str, Any]:
+def autoscaling_runner_set(topo: Topology, name: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The AutoscalingRunnerSet the gha-runner-scale-set chart creates from
-    :func:`helm_values` (a pre-defined githubConfigSecret is used as named; the
+    :func:`helm_values` (or the ``values`` given: the rendered ones as a harness
+    changed them; a pre-defined githubConfigSecret is used as named; the
     chart's values-hash and cleanup annotations are left to the chart)."""
     ss = topo.scale_set(name)
-    values = helm_values(topo, name)
+    values = values if values is not None else helm_values(topo, name)
     template = {"metadata": values["template"]["metadata"],
                 "spec": {**values["template"]["spec"], "serviceAccountName": no_permission_service_account(ss)}}
     spec: dict[str, Any] = {
         "githubConfigUrl": values["githubConfigUrl"],
         "githubConfigSecret": values["githubConfigSecret"],
         "runnerScaleSetName": ss.name,
-        "runnerScaleSetLabels": list(ss.labels),
-        "maxRunners": ss.max_runners,
-        "minRunners": ss.min_runners,
+        "runnerScaleSetLabels": list(values["scaleSetLabels"]),
+        "maxRunners": values["maxRunners"],
+        "minRunners": values["minRunners"],
         "template": template,
     }
     if "listenerTemplate" in values:

@@ -1,85 +1,61 @@
-"""Everything else the platform installs: namespaces, classes, RBAC, GitLab runners, CronJobs."""
+"""Everything else the platform installs: namespaces, classes, RBAC, the GitLab runners' placement view, CronJobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flywheel_runtime.topology.model import HOSTNAME_LABEL, GitLabRunner, Topology
+from flywheel_runtime.topology.model import HOSTNAME_LABEL, Topology
 from flywheel_runtime.topology.render._common import (
-    LABEL_GITLAB_RUNNER,
+    ARC_GROUP,
+    ARS_PLURAL,
     LABEL_RUNNER_CLASS,
+    LABEL_UTILITY_JOB,
     _placement_spec,
     container_resources,
 )
+from flywheel_runtime.topology.render._gitlab import gitlab_deployments
 
 
-def _deployment_for_gitlab(topo: Topology, g: GitLabRunner) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": "gitlab-runner", LABEL_GITLAB_RUNNER: g.name,
-              LABEL_RUNNER_CLASS: g.runner_class}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"gitlab-runner-{g.name}", "namespace": g.namespace, "labels": labels},
-        "spec": {
-            "replicas": g.min_replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    **_placement_spec(g.placement),
-                    "containers": [{
-                        "name": "runner",
-                        "image": g.image,
-                        # The runner's tag list is its runner class: the GitLab consumer contract.
-                        "env": [{"name": "RUNNER_TAG_LIST", "value": g.runner_class}],
-                        "resources": container_resources(g.envelope, "runner"),
-                    }],
-                },
-            },
-        },
-    }
-
-
-def gitlab_deployments(topo: Topology) -> list[dict[str, Any]]:
-    """GitLab compatibility runners: a Deployment and an HPA each."""
-    out: list[dict[str, Any]] = []
-    for g in topo.gitlab_runners:
-        out.append(_deployment_for_gitlab(topo, g))
-        out.append({
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": f"gitlab-runner-{g.name}", "namespace": g.namespace},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"gitlab-runner-{g.name}"},
-                "minReplicas": max(1, g.min_replicas),
-                "maxReplicas": g.max_replicas,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                    "type": "Utilization", "averageUtilization": g.cpu_target_percent}}}],
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": g.scale_down_stabilization_s}},
-            },
-        })
-    return out
-
-
-def _ops_job(name: str, namespace: str, schedule: str, args: list[str], image: str,
-             concurrency: str = "Forbid") -> dict[str, Any]:
+def _ops_job(topo: Topology, name: str, namespace: str, schedule: str, args: list[str],
+             starting_deadline_s: int, concurrency: str = "Forbid") -> dict[str, Any]:
+    """A utility CronJob: its own ServiceAccount (named as the job, see
+    :func:`operator_rbac`), non-root, read-only root, no capability."""
+    uj = topo.utility_jobs
+    assert uj is not None
+    container = {"name": name, "image": uj.image, "command": ["flywheel-runtime"], "args": args,
+                 "resources": container_resources(uj.envelope, "job"),
+                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                     "capabilities": {"drop": ["ALL"]}}}
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_UTILITY_JOB: name}},
         "spec": {
             "schedule": schedule,
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": concurrency,
+            "startingDeadlineSeconds": starting_deadline_s,
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": {
-                "restartPolicy": "Never",
-                "serviceAccountName": "flywheel-operator",
-                "containers": [{"name": name, "image": image, "command": ["flywheel-runtime"], "args": args}],
-            }}}},
+            "jobTemplate": {"spec": {"backoffLimit": 0, "template": {
+                "metadata": {"labels": {LABEL_UTILITY_JOB: name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": name,
+                    # It calls the API: the one pod kind here that keeps its token.
+                    "automountServiceAccountToken": True,
+                    "securityContext": {"runAsUser": uj.run_as_user, "runAsGroup": uj.run_as_user,
+                                        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                }}}},
         },
     }
+
+
+# A missed warm-pool run is repaired by the next reconcile (it converges at any
+# instant), so a late start is still right: start within the hour or skip.
+WARM_POOL_STARTING_DEADLINE_S = 3600
+CLEANUP_NAMESPACE = "arc-runners"
 
 
 def warm_pool_cronjobs(topo: Topology) -> list[dict[str, Any]]:
@@ -90,16 +66,27 @@ def warm_pool_cronjobs(topo: Topology) -> list[dict[str, Any]]:
             continue
         for s in ss.warm_pool.schedules:
             out.append(_ops_job(
-                f"{ss.name}-warm-pool-min{s.min_runners}", ss.namespace, s.cron,
-                ["warm-pool", "reconcile", "--scale-set", ss.name, "--apply"], topo.images["nix"],
+                topo, warm_pool_job_name(ss.name, s.min_runners), ss.namespace, s.cron,
+                ["warm-pool", "reconcile", "--scale-set", ss.name, "--apply"], WARM_POOL_STARTING_DEADLINE_S,
             ))
     return out
 
 
+def warm_pool_job_name(scale_set: str, min_runners: int) -> str:
+    return f"{scale_set}-warm-pool-min{min_runners}"
+
+
 def cleanup_cronjob(topo: Topology) -> dict[str, Any]:
     c = topo.cleanup
-    return _ops_job("runner-cleanup", "arc-runners", c.schedule, ["cleanup", "runner-pods", "--apply"],
-                    topo.images["nix"], c.concurrency_policy)
+    # A run that cannot start before the next one is due is skipped: the next covers it.
+    deadline = c.interval_s or 300
+    return _ops_job(topo, "runner-cleanup", CLEANUP_NAMESPACE, c.schedule, ["cleanup", "runner-pods", "--apply"],
+                    deadline, c.concurrency_policy)
+
+
+def cleanup_namespaces(topo: Topology) -> list[str]:
+    """The namespaces the cleanup job lists and deletes pods in (every scale set's)."""
+    return sorted({ss.namespace for ss in topo.scale_sets})
 
 
 def storage_classes(topo: Topology) -> list[dict[str, Any]]:
@@ -135,24 +122,46 @@ def namespaces(topo: Topology) -> list[dict[str, Any]]:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in topo.namespaces]
 
 
+def _role(name: str, namespace: str, rules: list[dict[str, Any]], subject_ns: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": name, "namespace": namespace}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": subject_ns}]},
+    ]
+
+
+def _service_account(name: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace,
+                                                                      "labels": {LABEL_UTILITY_JOB: name}}}
+
+
 def operator_rbac(topo: Topology) -> list[dict[str, Any]]:
-    """ServiceAccount and RBAC the warm-pool and cleanup CronJobs run under."""
-    out: list[dict[str, Any]] = []
-    for ns in sorted({ss.namespace for ss in topo.scale_sets}):
-        out += [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "flywheel-operator", "namespace": ns}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-             "metadata": {"name": "flywheel-operator", "namespace": ns},
-             "rules": [
-                 {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
-                 {"apiGroups": ["actions.github.com"], "resources": ["autoscalingrunnersets"],
-                  "verbs": ["get", "list", "patch"]},
-             ]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "flywheel-operator", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "flywheel-operator"},
-             "subjects": [{"kind": "ServiceAccount", "name": "flywheel-operator", "namespace": ns}]},
-        ]
+    """One ServiceAccount, Role and RoleBinding per utility CronJob (named as
+    the job), each granting exactly the calls its code makes:
+
+    * runner-cleanup (audit/cleanup.py): list and delete pods, in every
+      runner namespace (it cannot know the pods' names in advance);
+    * each warm-pool job (audit/warmpool.py): get and patch the one
+      AutoscalingRunnerSet it reconciles, by name; the warm-pool admission
+      policy (:func:`render.warm_pool_admission`) narrows the patch to
+      ``spec.minRunners``.
+    """
+    out: list[dict[str, Any]] = [_service_account("runner-cleanup", CLEANUP_NAMESPACE)]
+    for ns in cleanup_namespaces(topo):
+        out += _role("runner-cleanup", ns, [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}],
+                     CLEANUP_NAMESPACE)
+    for ss in topo.scale_sets:
+        if ss.warm_pool is None:
+            continue
+        for s in ss.warm_pool.schedules:
+            name = warm_pool_job_name(ss.name, s.min_runners)
+            out.append(_service_account(name, ss.namespace))
+            out += _role(name, ss.namespace, [{"apiGroups": [ARC_GROUP], "resources": [ARS_PLURAL],
+                                               "resourceNames": [ss.name], "verbs": ["get", "patch"]}],
+                         ss.namespace)
     return out
 
 
@@ -160,6 +169,9 @@ def cluster_objects(topo: Topology) -> list[dict[str, Any]]:
     """Everything the platform installs besides runner pods, in apply order."""
     from flywheel_runtime.topology.devices import runtime_classes
 
+    from flywheel_runtime.topology.render._posture import device_admission, network_policies, warm_pool_admission
+
     return [*namespaces(topo), *priority_classes(topo), *storage_classes(topo), *runtime_classes(topo),
+            *device_admission(topo), *warm_pool_admission(topo), *network_policies(topo),
             *operator_rbac(topo),
             *gitlab_deployments(topo), *warm_pool_cronjobs(topo), cleanup_cronjob(topo)]

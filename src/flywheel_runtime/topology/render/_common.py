@@ -23,6 +23,15 @@ LABEL_GITLAB_RUNNER = "flywheel.tinyland.dev/gitlab-runner"
 ARC_SCALE_SET_LABEL = "actions.github.com/scale-set-name"
 
 
+ARC_GROUP = "actions.github.com"
+
+
+ARS_PLURAL = "autoscalingrunnersets"
+
+
+LABEL_UTILITY_JOB = "flywheel.tinyland.dev/utility-job"
+
+
 SEED_MOUNT = "/seed/nix"
 
 

@@ -62,7 +62,7 @@ def kind_config(topo: Topology) -> dict[str, Any]:
         group, version = KUBEADM_API.split("/")
         nodes.append({
             "role": role,
-            "labels": {"flywheel.tinyland.dev/node": n.name, **n.labels},
+            "labels": dict(n.labels, **{"flywheel.tinyland.dev/node": n.name}),
             "kubeadmConfigPatches": [patch],
             "kubeadmConfigPatchesJSON6902": [{"group": group, "version": version, "kind": kind,
                                               "patch": extra_args}],

@@ -66,9 +66,10 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
                 dind_mounts.append(dict(mount))
     # Declared devices come through the lane's RuntimeClass (topology/devices.yaml):
     # a hostPath device is EPERM under runc's device cgroup on a real kubelet.
-    from flywheel_runtime.topology.devices import runtime_class_for
+    from flywheel_runtime.topology.devices import of_scale_set
 
-    runtime_class = runtime_class_for(ss.devices)
+    dc = of_scale_set(ss)
+    runtime_class = ss.runtime_class or (dc.runtime_class if dc else None)
     if ss.has_dind:
         # The chart's dind volumes (work, dind-sock, dind-externals); work is
         # an emptyDir unless the lane reserves it as a claim.
@@ -87,7 +88,9 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
         "command": list(rp.command),
         "env": env,
         "resources": container_resources(ss.envelope, "runner"),
-        "securityContext": {"runAsUser": rp.run_as_user, "allowPrivilegeEscalation": False},
+        # Jobs run as the lane's uid (0 where the design says so): as root they keep
+        # only the capabilities a root job needs (runner_pod.root_capabilities).
+        "securityContext": hardened(ss.run_as_user, rp.root_capabilities if ss.runs_jobs_as_root else ()),
     }
     if runner_mounts:
         runner["volumeMounts"] = runner_mounts
@@ -103,6 +106,10 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "priorityClassName": rp.priority_class,
+        # The design's runners never call the API (the operator lane's jobs bring
+        # their own credentials): no token in the pod.
+        "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         **_placement_spec(ss.placement),
         "containers": containers,
     }
@@ -125,10 +132,11 @@ def pod_spec(topo: Topology, name: str) -> dict[str, Any]:
             "name": "seed-nix",
             "image": ss.image,
             # Runs as uid 0: it copies the image's baked /nix into the empty
-            # claim and chowns the work claim before the runner starts.
+            # claim (owners, modes, set-id bits kept) and chowns the work claim
+            # before the runner starts: runner_pod.seed_capabilities, nothing more.
             "command": ["flywheel-runtime"],
             "args": args,
-            "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False},
+            "securityContext": hardened(0, rp.seed_capabilities, read_only=True),
             "resources": container_resources(ss.envelope, "runner"),
             "volumeMounts": seed_mounts,
         })
@@ -148,6 +156,9 @@ def _dind_layout(topo: Topology, ss: ScaleSet, dind_mounts: list[dict[str, Any]]
         "image": ss.image,
         "command": ["cp"],
         "args": ["-r", f"{EXTERNALS_DIR}/.", f"{EXTERNALS_COPY}/"],
+        # A plain copy into an emptyDir: the runner image's own user, no capability.
+        "securityContext": hardened(_uid(topo.runner_pod.work_owner), (), read_only=True),
+        "resources": container_resources(d.externals, "init-dind-externals"),
         "volumeMounts": [{"name": "dind-externals", "mountPath": EXTERNALS_COPY}],
     }
     daemon: dict[str, Any] = {
@@ -155,6 +166,7 @@ def _dind_layout(topo: Topology, ss: ScaleSet, dind_mounts: list[dict[str, Any]]
         "image": d.image,
         "args": ["dockerd", f"--host=unix://{DOCKER_SOCK_DIR}/docker.sock", "--group=$(DOCKER_GROUP_GID)"],
         "env": [{"name": "DOCKER_GROUP_GID", "value": str(d.docker_group_gid)}],
+        # The design's DinD daemon is privileged (it runs the builds' containers).
         "securityContext": {"privileged": True},
         "restartPolicy": "Always",
         # The runner starts only once the daemon answers (native sidecar ordering).
@@ -164,6 +176,25 @@ def _dind_layout(topo: Topology, ss: ScaleSet, dind_mounts: list[dict[str, Any]]
         "volumeMounts": dind_mounts,
     }
     return [externals], daemon
+
+
+def _uid(owner: str) -> int:
+    return int(owner.split(":", 1)[0])
+
+
+def hardened(uid: int, add: tuple[str, ...] | list[str], *, read_only: bool = False) -> dict[str, Any]:
+    """A container securityContext: no privilege escalation, every capability
+    dropped but ``add``, non-root asserted unless ``uid`` is 0; ``read_only``:
+    the container writes only to its volumes."""
+    caps: dict[str, Any] = {"drop": ["ALL"]}
+    if add:
+        caps["add"] = list(add)
+    ctx: dict[str, Any] = {"runAsUser": uid}
+    if uid != 0:
+        ctx["runAsNonRoot"] = True
+    if read_only:
+        ctx["readOnlyRootFilesystem"] = True
+    return {**ctx, "allowPrivilegeEscalation": False, "capabilities": caps}
 
 
 def pod(topo: Topology, name: str) -> dict[str, Any]:
