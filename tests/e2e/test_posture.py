@@ -258,9 +258,15 @@ def _service(name: str, selector: dict[str, str], port: int) -> dict[str, Any]:
             "spec": {"selector": selector, "ports": [{"port": port, "targetPort": port}]}}
 
 
-def _reach(url: str) -> str:
-    # HTTP code and curl's exit status: 28 is a timeout, what a dropped packet gives.
-    return f"echo \"{url} $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {url}; echo \" $?\")\""
+def _reach_settled(url: str, tries: int = 30) -> str:
+    """Echo the URL, the HTTP code and curl's exit status (28 is a timeout, what a dropped
+    packet gives), retried while that status is 7 (refused): kube-proxy rejects a Service
+    whose endpoints it has not programmed yet on this node, and that lag (EndpointSlice
+    to iptables, per node) is not what the test is about. A drop (28) or an answer ends it."""
+    probe = f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {url}; echo \" $?\""
+    return (f"i=0; while :; do r=$({probe}); i=$((i+1)); "
+            f"case \"$r\" in *' 7') [ $i -lt {tries} ] && sleep 1 && continue;; esac; break; done; "
+            f"echo \"{url} $r\"")
 
 
 @pytest.mark.backend("kind", reason="the sim's nodes have no data path: its NetworkPolicies are stored, not enforced")
@@ -294,7 +300,8 @@ def test_runner_reaches_attic_and_not_postgresql(flywheel_cluster: Any) -> None:
         pg_url = f"http://pg-{suffix}.{cache_ns}.svc.cluster.local:{pg_port}/"
         # The control: Attic (CNPG's client) reaches the PostgreSQL stand-in, so what
         # stops the runner below is the policy, not a dead server.
-        control = _kubectl(c, "exec", "-n", cache_ns, f"attic-standin-{suffix}", "--", "sh", "-c", _reach(pg_url))
+        control = _kubectl(c, "exec", "-n", cache_ns, f"attic-standin-{suffix}", "--", "sh", "-c",
+                           _reach_settled(pg_url))
         assert control.stdout.split() == [pg_url, "200", "0"], (control.stdout, control.stderr)
         # A runner pod: the lane's labels (what the policies select on), in the lane's namespace.
         ss = TOPO.scale_set("tinyland-nix")
@@ -303,10 +310,10 @@ def test_runner_reaches_attic_and_not_postgresql(flywheel_cluster: Any) -> None:
             "name": runner, "labels": render.pod_labels(TOPO, ss)}, "spec": {
             "restartPolicy": "Never", "automountServiceAccountToken": False,
             "containers": [{"name": "runner", "image": image, "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", _reach(attic_url) + "; " + _reach(pg_url)]}]}})
+                            "command": ["sh", "-c", _reach_settled(attic_url) + "; " + _reach_settled(pg_url)]}]}})
         made.append(("pod", ss.namespace, runner))
         wait_for(lambda: core.read_namespaced_pod(runner, ss.namespace).status.phase in ("Succeeded", "Failed")
-                 or None, 120, "the runner probe to finish", interval=1)
+                 or None, 240, "the runner probe to finish", interval=1)
         lines = [ln.split() for ln in str(core.read_namespaced_pod_log(runner, ss.namespace)).splitlines()]
         assert [attic_url, "200", "0"] in lines, lines
         assert [pg_url, "000", "28"] in lines, lines  # dropped: a timeout, not a refusal
