@@ -10,15 +10,18 @@
    driver's external-provisioner does), the runner whose claims the pool
    cannot hold stays Pending exactly where the model says it would, and
    schedules once a runner before it is gone.  The test publishes the
-   capacity itself; the cluster must provision the tracked class's claims
-   (the sim's provisioner does for every StorageClass; on kind the harness
-   must run one for it, see ``TRACKED``).
+   capacity itself; the cluster provisions the tracked class's claims (the
+   sim's provisioner does for every StorageClass; on kind a second instance of
+   kind's own local-path provisioner, started under the tracked name with its
+   ``--provisioner-name`` option, see ``_tracked_provisioner``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -92,10 +95,46 @@ def _claimed(c, ns: str) -> int:
                and (p.metadata.annotations or {}).get(SELECTED_NODE) == "sting")
 
 
+@contextlib.contextmanager
+def _tracked_provisioner(c) -> Iterator[None]:
+    """kind: kind's own local-path provisioner Deployment, copied under the tracked
+    provisioner name (upstream's ``--provisioner-name``; same account, config and
+    helper), so the tracked class's claims are provisioned by the real thing. The
+    sim's provisioner serves every class already."""
+    if c.backend != "kind":
+        yield
+        return
+    from kubernetes.client.rest import ApiException
+
+    from flywheel_runtime.kube import wait_for
+
+    apps, ns, name = c.kube.apps, "local-path-storage", "local-path-provisioner-tracked"
+    body = c.kube.to_dict(apps.read_namespaced_deployment("local-path-provisioner", ns))
+    labels = {"app": name}
+    body["metadata"] = {"name": name, "namespace": ns, "labels": labels}
+    body.pop("status", None)
+    body["spec"]["selector"] = {"matchLabels": labels}
+    template = body["spec"]["template"]
+    template["metadata"]["labels"] = {**template["metadata"].get("labels", {}), **labels}
+    container = template["spec"]["containers"][0]
+    key = "command" if "start" in (container.get("command") or []) else "args"
+    assert "start" in container.get(key, []) and "--provisioner-name" not in container[key], container
+    container[key] = [*container[key], "--provisioner-name", TRACKED]
+    apps.create_namespaced_deployment(ns, body)
+    try:
+        wait_for(lambda: (apps.read_namespaced_deployment(name, ns).status.ready_replicas or 0) >= 1 or None,
+                 120, f"{name} ready", interval=1)
+        yield
+    finally:
+        try:
+            apps.delete_namespaced_deployment(name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 def test_a_runner_the_pool_cannot_hold_stays_pending_where_the_model_says(flywheel_cluster) -> None:
     c = flywheel_cluster
-    if c.backend == "kind" and TRACKED not in getattr(c, "provisioners", ()):
-        pytest.skip(f"kind: the harness runs no provisioner for {TRACKED} (FlywheelCluster.provisioners)")
     k = 2
     topo, pool = _tracked_topology(c.topology, k)
     (model,) = [p for p in capacity.pools(topo) if p.storage_class == TRACKED_CLASS]
@@ -107,7 +146,7 @@ def test_a_runner_the_pool_cannot_hold_stays_pending_where_the_model_says(flywhe
 
     (sc_obj,) = [o for o in render.storage_classes(topo) if o["metadata"]["name"] == TRACKED_CLASS]
     storage = c.kube.storage
-    with c.namespace("pool-tracked") as ns:
+    with _tracked_provisioner(c), c.namespace("pool-tracked") as ns:
         try:
             storage.create_storage_class(sc_obj)
             storage.create_csi_driver({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
