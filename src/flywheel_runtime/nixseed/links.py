@@ -158,7 +158,8 @@ class FarmLinks:
     ``.links/<name>``: no registration, no staging, nothing shared to race on.
     Inodes without a farm name fall through to ``inner``."""
 
-    def __init__(self, inner: MemoryLinks | StagedLinks, farm_fd: int, index: FarmIndex, dev: int) -> None:
+    def __init__(self, inner: MemoryLinks | StagedLinks | FarmLinks, farm_fd: int, index: FarmIndex,
+                 dev: int) -> None:
         self.inner, self.fd, self.index, self.dev = inner, farm_fd, index, dev
 
     def lookup(self, key: Key) -> tuple[int, int] | None:

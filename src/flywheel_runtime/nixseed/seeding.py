@@ -152,9 +152,9 @@ def _open_regular(dir_fd: int, name: str) -> int:
     return fd
 
 
-def _db_state(src: Path) -> tuple:
+def _db_state(src: Path) -> tuple[tuple[object, ...], ...]:
     """What changes when anything writes the source's Nix database."""
-    out = []
+    out: list[tuple[object, ...]] = []
     for name in ("db.sqlite", "db.sqlite-wal"):
         try:
             st = os.stat(src / DB_REL.rsplit("/", 1)[0] / name)
@@ -642,7 +642,7 @@ def _seed_locked(src: Path, dst: Path, dst_fd: int, jobs: int, progress: TextIO 
                             fanout=_fanout_dir(src_fd) if jobs > 1 else None,
                             pool=_worker_pool() if jobs > 1 else None)
             ticker = _Progress(copier.snapshot, total, progress or sys.stderr,
-                               progress_interval if progress is not False else 0)
+                               progress_interval)
             copier.tick = ticker.tick
             copier.flush = lambda: _syncfs(dst_fd)
             try:
