@@ -108,8 +108,20 @@ class Arc:
                  == want, timeout, f"{scale_set} back at minRunners {want}", interval=1)
 
     def diagnose(self) -> str:
+        """What a failed wait leaves to read: runner and listener pods, each set's replicas,
+        each EphemeralRunner's phase, and the double's view of its sets and sessions."""
         pods = self.kube.core.list_namespaced_pod(RUNNERS_NS).items
-        return "; ".join(f"{p.metadata.name} {p.status.phase} {p.spec.node_name}" for p in pods)[:2000]
+        listeners = self.kube.core.list_namespaced_pod(TOPO.arc.controller.namespace).items
+        sets = {s["metadata"]["name"]: s["spec"].get("replicas") for s in self.kube.list_arc("ephemeralrunnersets",
+                                                                                              RUNNERS_NS)}
+        runners = {r["metadata"]["name"]: r.get("status", {}).get("phase") for r in self.runners()}
+        try:
+            double = json.dumps(self.actions.scale_sets())[:1500]
+        except Exception as exc:  # the double itself may be what is wrong
+            double = f"unreadable: {exc}"
+        return (f"pods: {'; '.join(f'{p.metadata.name} {p.status.phase} {p.spec.node_name}' for p in pods)[:1500]}\n"
+                f"controller ns: {'; '.join(f'{p.metadata.name} {p.status.phase}' for p in listeners)[:1500]}\n"
+                f"ephemeralrunnersets replicas: {sets}\nephemeralrunners: {runners}\ndouble: {double}")
 
 
 @pytest.fixture(scope="module")
