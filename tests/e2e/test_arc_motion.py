@@ -463,12 +463,18 @@ def test_listener_prove_is_green_through_a_real_recreation_and_red_on_stable_dri
 def _controller(a: Arc, **flags: str) -> None:
     """helm upgrade of the controller release with these chart flags (rollout waited for)."""
     from flywheel_runtime.harness.kind import arc
+    from flywheel_runtime.kube import wait_for
 
     values = arc.controller_values(TOPO, a.install.controller_image)
     if flags:
         values["flags"] = dict(flags)
     arc._install(a.c.kubeconfig, arc.CONTROLLER_RELEASE, arc.charts() / "gha-runner-scale-set-controller", ARC_NS,
                  values, "--wait", "--timeout", "5m")
+    # `helm --wait` returns once the new pod is ready; the old one (the chart runs one replica,
+    # no leader election) still reconciles with the old flags until it is gone.
+    wait_for(lambda: len(pods := a.kube.core.list_namespaced_pod(
+        ARC_NS, label_selector="app.kubernetes.io/part-of=gha-rs-controller").items) == 1
+        and pods[0].metadata.deletion_timestamp is None or None, 120, "one controller pod, the new one", interval=1)
 
 
 def test_a_missing_listener_with_active_runners_fails_the_proof(clean: Arc) -> None:
@@ -545,6 +551,12 @@ def test_managed_apply_with_a_job_in_flight_goes_through_helm(clean: Arc, tmp_pa
     t.start()
     try:
         report = proc.run()
+    except Exception as exc:
+        try:  # the controller's own account of the listener it did (not) recreate
+            logs = a.c.kubectl("logs", "-n", ARC_NS, "-l", "app.kubernetes.io/part-of=gha-rs-controller", "--tail=80")
+        except Exception as log_exc:  # noqa: BLE001 - the failure above is the one to report
+            logs = f"unreadable: {log_exc}"
+        raise AssertionError(f"{exc}\n{ma.render_text(proc.last_report)}\n{a.diagnose()}\ncontroller:\n{logs}") from exc
     finally:
         t.join(timeout=300)
         a.actions.release(every=True)
