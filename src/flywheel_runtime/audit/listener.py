@@ -10,9 +10,13 @@ churn.  So drift is classified:
   the grace window) and the same drift signature was seen on two consecutive
   observations: that fails fast;
 * anything still unresolved at the overall deadline fails then;
-* a missing listener while the set has active runners is no churn: ARC holds
-  listener recreation until runners drain, so queued work has no listener.
-  Seen twice in a row, it fails the proof.
+* a missing listener while the set has active runners: under the controller's
+  ``eventual`` update strategy ARC holds listener recreation until runners
+  drain, so queued work has no listener (2026-05-15); under ``immediate`` (the
+  chart's default) it is the moment between a listener's deletion and its
+  successor, and a warm pool's idle runner is active all the while.  So it
+  fails the proof once it has lasted the grace window, seen on consecutive
+  observations throughout (at least two), not on two quick looks.
 
 :func:`classify` and :class:`Prover` are pure over snapshots and an injected
 clock; :func:`prove` is the polling loop over a live cluster.
@@ -107,18 +111,27 @@ class Prover:
                  deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         self.started, self.grace_s, self.deadline_s = started, grace_s, deadline_s
         self._last_sig: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._missing_since: dict[tuple[str, str], dt.datetime] = {}  # listener missing, runners active
 
     def observe(self, snapshots: list[SetSnapshot], now: dt.datetime) -> Outcome:
         verdicts = [classify(s, now, self.grace_s) for s in snapshots]
         stable = []
         seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+        missing: dict[tuple[str, str], dt.datetime] = {}
         for v in verdicts:
             if v.state == DRIFT and v.signature is not None:
                 key = (v.namespace, v.name)
+                if v.signature[0] == "missing-listener":
+                    # however many runners: the listener has been absent since then
+                    since = missing[key] = self._missing_since.get(key, now)
+                    if key in self._missing_since and (now - since).total_seconds() >= self.grace_s:
+                        stable.append(f"{v.namespace}/{v.name}: stable drift: {v.reason} "
+                                      f"for {(now - since).total_seconds():g}s")
+                    continue
                 seen[key] = v.signature
                 if self._last_sig.get(key) == v.signature:
                     stable.append(f"{v.namespace}/{v.name}: stable drift: {v.reason}")
-        self._last_sig = seen
+        self._last_sig, self._missing_since = seen, missing
         if stable:
             return Outcome(True, False, False, verdicts, stable)
         if all(v.state == OK for v in verdicts):
