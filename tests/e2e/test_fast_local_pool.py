@@ -36,6 +36,10 @@ LANE = "tinyland-nix-compute-expansion"
 TRACKED = "fast-local.flywheel.tinyland.dev"
 TRACKED_CLASS = "fast-local-tracked"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
+# A runner is scheduled only once its three claims are provisioned (WaitForFirstConsumer:
+# the binding waits in PreBind); on kind that is local-path's helper pods, one per claim,
+# which a loaded 2-core machine has taken over a minute to run (CI, 2026-12-07).
+SCHEDULED_S = 300
 
 
 @pytest.mark.backend("kind", reason="the real local-path provisioner; the sim's provisioner is the harness's own")
@@ -167,20 +171,20 @@ def test_a_runner_the_pool_cannot_hold_stays_pending_where_the_model_says(flywhe
             runners = []
             for _ in range(k):
                 name = c.kube.create_pod(c.fit(render.pod(topo, LANE)), namespace=ns)
-                assert c.kube.wait_scheduled(ns, name, timeout=120).node == "sting"
+                assert c.kube.wait_scheduled(ns, name, timeout=SCHEDULED_S).node == "sting"
                 runners.append(name)
                 publish()
             last = c.kube.create_pod(c.fit(render.pod(topo, LANE)), namespace=ns)
-            verdict = c.kube.wait_unschedulable(ns, last, timeout=60)
+            verdict = c.kube.wait_unschedulable(ns, last, timeout=120)
             assert "did not have enough free storage" in (verdict.message or ""), verdict.message
             # The first runner goes (its claims with it): the pool holds the last one.
             c.kube.delete_pod(ns, runners[0])
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while _claimed(c, ns) > (k - 1) * lane.per_runner:
-                assert time.monotonic() < deadline, "the first runner's claims are still there after 60 s"
+                assert time.monotonic() < deadline, "the first runner's claims are still there after 180 s"
                 time.sleep(0.5)
             publish()
-            assert c.kube.wait_scheduled(ns, last, timeout=60).node == "sting"
+            assert c.kube.wait_scheduled(ns, last, timeout=SCHEDULED_S).node == "sting"
         finally:
             from kubernetes.client.rest import ApiException
 
