@@ -326,10 +326,10 @@ def test_runner_reaches_attic_and_not_postgresql(flywheel_cluster: Any) -> None:
 
 
 def _charts() -> Any:
-    from pathlib import Path
+    """ARC's charts: ``$FLYWHEEL_ARC_CHARTS``, else the shared copy beside the repository."""
+    from flywheel_runtime.harness.arc import charts_dir
 
-    found = os.environ.get("FLYWHEEL_ARC_CHARTS")
-    return Path(found) if found else None
+    return charts_dir()
 
 
 def test_a_chart_install_adopts_the_lane_account_the_bootstrap_made(flywheel_cluster: Any, tmp_path: Any) -> None:
@@ -343,7 +343,8 @@ def test_a_chart_install_adopts_the_lane_account_the_bootstrap_made(flywheel_clu
 
     helm, charts = toolchain.cached_binary("helm"), _charts()
     if helm is None or charts is None:
-        pytest.skip("set FLYWHEEL_ARC_CHARTS to ARC's charts/ and build helm (`toolchain ensure helm`)")
+        pytest.skip("ARC's charts are not here (set FLYWHEEL_ARC_CHARTS) or helm is not built "
+                    "(`toolchain ensure helm`)")
     c = flywheel_cluster
     ss = next(s for s in TOPO.scale_sets if devices.of_scale_set(s) is None and s.warm_pool is None)
     account = render.no_permission_service_account(ss)
