@@ -45,3 +45,18 @@ def parse_time(value: Any) -> dt.datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: signal 0 answers, and it is not a zombie (a child of ours
+    that exited and was not reaped yet is dead for every caller here)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's pid
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flywheel_runtime._files import pid_alive
 from flywheel_runtime.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ def restore_tables(family: int, saved: str) -> None:
 def host_snapshot() -> dict[str, Any]:
     """What a cluster may change on this host, for before/after comparison."""
     procs = sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) in ENGINE_COMMS
-                   and _pid_alive(int(p.name)))
+                   and pid_alive(int(p.name)))
     return {
         "sysctls": read_sysctls(),
         "iptables": parse_tables(_save_tables(4)),
@@ -268,7 +269,7 @@ def _engine_children(root: Path) -> list[int]:
                 cmdline = (p / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if str(root) in cmdline and _pid_alive(int(p.name)):
+            if str(root) in cmdline and pid_alive(int(p.name)):
                 out.append(int(p.name))
     return out
 
@@ -389,20 +390,6 @@ class Engine:
         remove_guard(BRIDGE_NAME)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def engine_root(cache: Path) -> Path:
     return cache / "engine"
 
@@ -421,7 +408,7 @@ def start(cache: Path, *, log: Log | None = None) -> Engine:
     state_file = root / "engine.json"
     if state_file.exists():
         st = json.loads(state_file.read_text())
-        if _pid_alive(int(st["pid"])) and answers(own):
+        if pid_alive(int(st["pid"])) and answers(own):
             return Engine(root=root, env=own, owned=True)
     if os.environ.get("FLYWHEEL_OWN_DOCKERD") != "1" and answers(None):
         say("using the Docker engine that answers on this host")
@@ -469,12 +456,12 @@ def stop(cache: Path, *, log: Log | None = None) -> bool:
         return False
     st = json.loads(state_file.read_text())
     pid = int(st["pid"])
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     try:  # reap, if it is our child
         os.waitpid(pid, os.WNOHANG)

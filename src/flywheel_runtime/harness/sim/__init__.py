@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flywheel_runtime._files import pid_alive
 from flywheel_runtime import toolchain
 from flywheel_runtime.errors import ClusterError, DeadlineError
 from flywheel_runtime.harness import ClusterStatus, Log, stderr_log
@@ -47,20 +48,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's pid
-        return True
-    try:  # a zombie child of ours is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def _stop(pid: int, grace: float) -> None:
     """SIGTERM the process group, wait up to ``grace`` s, then SIGKILL it."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
@@ -74,7 +61,7 @@ def _stop(pid: int, grace: float) -> None:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.02)
 
@@ -118,7 +105,7 @@ class SimCluster:
         state = self._read_state()
         if not state:
             return ClusterStatus("sim", self.name, False)
-        comps = {c: ("running" if _alive(p) else "stopped") for c, p in state.get("pids", {}).items()}
+        comps = {c: ("running" if pid_alive(p) else "stopped") for c, p in state.get("pids", {}).items()}
         healthy = bool(comps) and all(v == "running" for v in comps.values()) and self._ready(state)
         return ClusterStatus("sim", self.name, healthy, comps, kubeconfig=self.kubeconfig,
                              server=state.get("server"), ports=state.get("ports"))
@@ -266,7 +253,7 @@ class SimCluster:
             if probe():
                 return
             for comp, pid in state.get("pids", {}).items():
-                if not _alive(pid):
+                if not pid_alive(pid):
                     tail = self._log_tail(comp)
                     raise ClusterError(f"{comp} exited while waiting for {what}: {tail}")
             time.sleep(0.1)
@@ -307,7 +294,7 @@ class SimCluster:
             # Reverse start order, one at a time: the apiserver shuts down in
             # about a second with etcd still there, but stalls ~10 s without it.
             for _, pid in reversed(list(state.get("pids", {}).items())):
-                if _alive(pid):
+                if pid_alive(pid):
                     ran = True
                     _stop(pid, grace=5.0)
         if self.state_dir.exists():
