@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: one atomic writer, one timestamp parser.
+"""Small helpers shared across the package: one atomic writer, one timestamp parser, one process check.
 
 Imports stay at the standard library: the runtime path (hooks, entrypoint)
 uses this module before every job.

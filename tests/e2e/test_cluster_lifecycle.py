@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flywheel_runtime.harness.sim import COMPONENTS, SimCluster, _alive
+from flywheel_runtime._files import pid_alive
+from flywheel_runtime.harness.sim import COMPONENTS, SimCluster
 
 pytestmark = pytest.mark.e2e
 FROM_FILE = "e2e.tinyland.dev/topology-file"
@@ -86,7 +87,7 @@ def test_up_reuse_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     finally:
         down = _cli("down", "--backend", "sim", "--name", name)
     assert down.returncode == 0
-    assert not any(_alive(p) for p in state["pids"].values())
+    assert not any(pid_alive(p) for p in state["pids"].values())
     assert all(_port_free(p) for p in state["ports"].values())
     assert not cluster.state_dir.exists()
     assert _cli("status", "--backend", "sim", "--name", name).returncode == 1

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from flywheel_runtime._files import pid_alive
 from flywheel_runtime.errors import ExitCode, FlywheelError
 
 URL_ENV = "FLYWHEEL_ACTIONS_URL"
@@ -54,16 +55,6 @@ def clear_state(pid: int | None = None) -> None:
         path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find_url(explicit: str | None = None) -> str:
     """``--url``, else ``$FLYWHEEL_ACTIONS_URL``, else the state file; one-line error otherwise."""
     for value in (explicit, os.environ.get(URL_ENV)):
@@ -80,7 +71,7 @@ def find_url(explicit: str | None = None) -> str:
     url, pid = doc.get("url"), doc.get("pid")
     if not isinstance(url, str) or not url:
         raise ActionsUnreachableError(f"{path} names no url")
-    if isinstance(pid, int) and not _alive(pid):
+    if isinstance(pid, int) and not pid_alive(pid):
         raise ActionsUnreachableError(f"the actions double recorded in {path} (pid {pid}) is not running")
     return url.rstrip("/")
 
