@@ -111,7 +111,9 @@ class Arc:
         """What a failed wait leaves to read: runner and listener pods, each set's replicas,
         each EphemeralRunner's phase, and the double's view of its sets and sessions."""
         pods = self.kube.core.list_namespaced_pod(RUNNERS_NS).items
-        listeners = self.kube.core.list_namespaced_pod(TOPO.arc.controller.namespace).items
+        from flywheel_runtime.harness.kind.arc import listener_pods
+
+        listeners = listener_pods(self.kube, TOPO.arc.controller.namespace)
         sets = {s["metadata"]["name"]: s["spec"].get("replicas") for s in self.kube.list_arc("ephemeralrunnersets",
                                                                                               RUNNERS_NS)}
         runners = {r["metadata"]["name"]: r.get("status", {}).get("phase") for r in self.runners()}
@@ -120,7 +122,7 @@ class Arc:
         except Exception as exc:  # the double itself may be what is wrong
             double = f"unreadable: {exc}"
         return (f"pods: {'; '.join(f'{p.metadata.name} {p.status.phase} {p.spec.node_name}' for p in pods)[:1500]}\n"
-                f"controller ns: {'; '.join(f'{p.metadata.name} {p.status.phase}' for p in listeners)[:1500]}\n"
+                f"listeners: {'; '.join(f'{n} {why}' for n, why in sorted(listeners.items()))[:2000]}\n"
                 f"ephemeralrunnersets replicas: {sets}\nephemeralrunners: {runners}\ndouble: {double}")
 
 

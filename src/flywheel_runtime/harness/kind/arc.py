@@ -329,7 +329,6 @@ def install(backend: KindBackend, eng: Engine, kube: Client, topo: Topology, ima
             values_hook: ValuesHook | None = None, scale_sets: list[str] | None = None,
             log: Log) -> ArcInstall:
     """Everything ARC needs on a running kind cluster (see the module's docstring)."""
-    from flywheel_runtime.kube import wait_for
     from flywheel_runtime.topology import render
 
     if topo.arc is None:
@@ -362,10 +361,7 @@ def install(backend: KindBackend, eng: Engine, kube: Client, topo: Topology, ima
         install_scale_set(kube, backend.kubeconfig, topo, name, values_hook)
         out.releases[name] = topo.scale_set(name).namespace
 
-    def listening() -> bool:
-        return len(kube.list_arc("autoscalinglisteners", ns)) >= len(names)
-
-    wait_for(listening, 300, f"{len(names)} AutoscalingListeners", interval=2)
+    wait_listeners_running(kube, ns, names)
     t["scale_sets_s"] = round(time.monotonic() - t0, 1)
     log(f"{len(names)} scale sets installed (runner envelopes scaled to kind's nodes; githubConfigUrl at "
         f"{double_cluster_url()}) in {t['scale_sets_s']} s")
@@ -377,6 +373,60 @@ def install(backend: KindBackend, eng: Engine, kube: Client, topo: Topology, ima
         kube.apply(obj)
     log("operator RBAC, warm-pool and cleanup CronJobs applied as rendered")
     return out
+
+
+def listener_pods(kube: Client, namespace: str) -> dict[str, str]:
+    """Per scale set with an AutoscalingListener in ``namespace``: ``"Running"``, or why its
+    listener pod is not (the scheduler's verdict, a container's waiting reason, no pod yet).
+    The pod carries its listener's name (ARC's resource builder)."""
+    from flywheel_runtime.topology.render import ARC_SCALE_SET_LABEL
+
+    pods = {p.metadata.name: p for p in kube.core.list_namespaced_pod(namespace).items}
+    out = {}
+    for listener in kube.list_arc("autoscalinglisteners", namespace):
+        meta = listener["metadata"]
+        name = (meta.get("labels") or {}).get(ARC_SCALE_SET_LABEL, meta["name"])
+        out[name] = _pod_state(pods.get(meta["name"]))
+    return out
+
+
+def _pod_state(pod: Any) -> str:
+    if pod is None:
+        return "no pod yet"
+    phase = pod.status.phase or "Unknown"
+    if phase == "Running" or pod.metadata.deletion_timestamp:
+        return phase if not pod.metadata.deletion_timestamp else "Terminating"
+    for c in pod.status.conditions or []:
+        if c.type == "PodScheduled" and c.status != "True":
+            return f"{phase}: {c.reason}: {(c.message or '').strip()}"
+    for cs in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
+        waiting = cs.state.waiting if cs.state else None
+        if waiting and waiting.reason:
+            return f"{phase}: {cs.name} {waiting.reason}: {(waiting.message or '').strip()}"[:300]
+        term = cs.state.terminated if cs.state else None
+        if term:
+            return f"{phase}: {cs.name} exited {term.exit_code} ({term.reason})"
+    return phase
+
+
+def wait_listeners_running(kube: Client, namespace: str, names: list[str], timeout: float = 300) -> None:
+    """Until every named scale set's listener pod runs: a listener object alone does not
+    listen (a Pending listener pod leaves its label's jobs queued). On timeout, one line per
+    set that is not running, with the reason."""
+    deadline = time.monotonic() + timeout
+    state: dict[str, str] = {}
+    while True:
+        try:
+            state = listener_pods(kube, namespace)
+        except Exception as exc:  # the API server settling after the charts
+            state = {"(listing)": f"failed: {exc}"}
+        behind = {n: state.get(n, "no AutoscalingListener yet") for n in names if state.get(n) != "Running"}
+        if not behind:
+            return
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"listener pods not running after {timeout:.0f} s in {namespace}: "
+                               + "; ".join(f"{n}: {why}" for n, why in sorted(behind.items())))
+        time.sleep(2)
 
 
 def record(backend: KindBackend, result: ArcInstall) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flywheel_runtime.errors import ArcControllerImageError, ExitCode
+from flywheel_runtime.errors import ArcControllerImageError, ClusterError, ExitCode
 from flywheel_runtime.harness.kind import arc
 from flywheel_runtime.topology import load, render
 
@@ -152,3 +152,64 @@ def test_scale_set_values_point_at_the_double_and_scale_the_envelopes(name: str)
             c.pop("resources", None)
     assert a == b
     assert isinstance(by["cpu"], Fraction)
+
+
+class _ListenerKube:
+    """Listener objects and pods as the API gives them (client models), in turns: one per list."""
+
+    def __init__(self, turns: list[list[Any]]) -> None:
+        from types import SimpleNamespace
+
+        self.turns = turns
+        self.core = SimpleNamespace(list_namespaced_pod=self._pods)
+
+    def _pods(self, namespace: str) -> Any:
+        from types import SimpleNamespace
+
+        pods = self.turns.pop(0) if len(self.turns) > 1 else self.turns[0]
+        return SimpleNamespace(items=pods)
+
+    def list_arc(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        assert plural == "autoscalinglisteners"
+        return [{"metadata": {"name": f"{s}-9c9d9bdf-listener", "labels": {render.ARC_SCALE_SET_LABEL: s}}}
+                for s in ("tinyland-nix", "tinyland-docker")]
+
+
+def _pod(name: str, phase: str, **status: Any) -> Any:
+    from kubernetes.client import V1ObjectMeta, V1Pod, V1PodStatus
+
+    return V1Pod(metadata=V1ObjectMeta(name=name), status=V1PodStatus(phase=phase, **status))
+
+
+def _unschedulable(name: str) -> Any:
+    from kubernetes.client import V1PodCondition
+
+    return _pod(name, "Pending", conditions=[V1PodCondition(
+        type="PodScheduled", status="False", reason="Unschedulable",
+        message="0/3 nodes are available: 1 Insufficient cpu.")])
+
+
+def test_listener_pods_name_why_a_listener_does_not_run() -> None:
+    from kubernetes.client import V1ContainerState, V1ContainerStateWaiting, V1ContainerStatus
+
+    pulling = _pod("tinyland-nix-9c9d9bdf-listener", "Pending", container_statuses=[V1ContainerStatus(
+        name="listener", image="i", image_id="", ready=False, restart_count=0,
+        state=V1ContainerState(waiting=V1ContainerStateWaiting(reason="ErrImageNeverPull", message="never")))])
+    state = arc.listener_pods(_ListenerKube([[pulling, _unschedulable("tinyland-docker-9c9d9bdf-listener")]]), "arc")
+    assert state == {"tinyland-nix": "Pending: listener ErrImageNeverPull: never",
+                     "tinyland-docker": "Pending: Unschedulable: 0/3 nodes are available: 1 Insufficient cpu."}
+    assert arc.listener_pods(_ListenerKube([[]]), "arc") == {"tinyland-nix": "no pod yet", "tinyland-docker": "no pod yet"}
+
+
+def test_install_waits_for_listener_pods_not_listener_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc.time, "sleep", lambda s: None)
+    running = [_pod("tinyland-nix-9c9d9bdf-listener", "Running"), _pod("tinyland-docker-9c9d9bdf-listener", "Running")]
+    kube = _ListenerKube([[running[0], _unschedulable("tinyland-docker-9c9d9bdf-listener")], running])
+    arc.wait_listeners_running(kube, "arc", ["tinyland-nix", "tinyland-docker"])  # type: ignore[arg-type]
+    assert kube.turns == [running]  # it looked again after the Pending one
+
+    stuck = _ListenerKube([[running[0], _unschedulable("tinyland-docker-9c9d9bdf-listener")]])
+    with pytest.raises(ClusterError) as err:
+        arc.wait_listeners_running(stuck, "arc", ["tinyland-nix", "tinyland-docker"], timeout=0)  # type: ignore[arg-type]
+    assert str(err.value) == ("listener pods not running after 0 s in arc: tinyland-docker: "
+                              "Pending: Unschedulable: 0/3 nodes are available: 1 Insufficient cpu.")
