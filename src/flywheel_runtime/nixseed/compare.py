@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from flywheel_runtime.nixseed.copy import SKIP_XATTRS
+from flywheel_runtime.nixseed.copy import _xattrs as xattrs
 from flywheel_runtime.nixseed.seeding import LOCK_NAME, PARTIAL_NAME, STAMP_NAME
 
 IGNORED_TOP = frozenset({STAMP_NAME, LOCK_NAME, PARTIAL_NAME})  # the seeder's own bookkeeping
@@ -44,16 +44,8 @@ def _walk(root: Path, content: bool) -> tuple[dict[str, tuple], list[frozenset[s
             if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
                 groups.setdefault((st.st_dev, st.st_ino), set()).add(rel)
             entries[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, extra,
-                            _xattrs(full))
+                            tuple(xattrs(full)))
     return entries, sorted((frozenset(g) for g in groups.values() if len(g) > 1), key=sorted)
-
-
-def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:  # the filesystem has none
-        return ()
-    return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names if n not in SKIP_XATTRS))
 
 
 def compare_trees(a: str | Path, b: str | Path, *, content: bool = True) -> list[str]:
