@@ -128,11 +128,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cluster", default="arc-bench", help="kind cluster name (a running one is reused)")
     ap.add_argument("--keep", action="store_true", help="leave a cluster this run started")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the document (bench/run.py reads it) instead of the table")
     args = ap.parse_args()
     image = os.environ.get("FLYWHEEL_ARC_CONTROLLER_IMAGE", "")
     if not image:
-        print(json.dumps({"skipped": "needs the ARC 0.14.0 controller image: set FLYWHEEL_ARC_CONTROLLER_IMAGE"}))
+        skipped = {"skipped": "needs the ARC 0.14.0 controller image: set FLYWHEEL_ARC_CONTROLLER_IMAGE"}
+        print(json.dumps(skipped) if args.json else f"skipped: {skipped['skipped']}")
         return 0
 
     from flywheel_runtime import toolchain
@@ -182,8 +183,27 @@ def main() -> int:
     finally:
         if started and not args.keep:
             backend.down(quiet=True)
-    print(json.dumps(doc, indent=2))
+    print(json.dumps(doc, indent=2) if args.json else table(doc))
     return 0
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Per lane: the job's life in seconds from the queue call, the target, the document's row."""
+    head = ("lane", "node", "pod", "started", "completed", "gone", "target", "", "document (context)")
+    cells = [head]
+    for (lane, r), row in zip(doc["lanes"].items(), rows(doc)):
+        verdict = "" if row["met"] is None else ("ok" if row["met"] else "MISSED")
+        cells.append((lane, r["node"] or "", _s(r["pod_created_s"]), _s(r["started_s"]), _s(r["completed_s"]),
+                      _s(r["gone_s"]), row["target"] or "", verdict, DOCUMENT.get(lane, "no row")))
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    install = ", ".join(f"{k} {v}" for k, v in doc.get("install", {}).items())
+    return "\n".join([*lines, "", f"install: {install}"])
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
 
 
 def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:

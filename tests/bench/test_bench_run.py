@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,22 @@ def test_vulkaninfo_is_quoted_as_context_not_a_peer(name: str) -> None:
     quoting = [r for r in rows if "vulkaninfo" in r["vs"]]
     assert quoting and all(r["vs"].endswith("(context)") for r in quoting)
     assert all(r["met"] for r in rows if r["met"] is not None)
+
+
+def test_arc_motion_table_marks_each_lane_against_its_target() -> None:
+    mod = _load("arc_motion_bench")
+
+    def lane(node: str, started: float, pod: float | None = 0.2, **extra: Any) -> dict[str, Any]:
+        return {"node": node, "pod_created_s": pod, "started_s": started, "completed_s": started + 1,
+                "gone_s": started + 2, **extra}
+
+    doc = {"lanes": {"tinyland-docker": lane("sting", 11.0),
+                     "tinyland-nix-compute-expansion": lane("sting", 5.5, seed_nix_s=1.0),
+                     "tinyland-nix warm": lane("honey", 0.05, pod=None)},
+           "install": {"controller_s": 2.6}}
+    lines = mod.table(doc).splitlines()
+    verdicts = {ln.split()[0]: ln for ln in lines[2:5]}
+    assert "MISSED" in verdicts["tinyland-docker"] and "start < 10 s" in verdicts["tinyland-docker"]
+    assert " ok " in verdicts["tinyland-nix-compute-expansion"]  # 5.5 s < seed 1 s + 5 s
+    assert " ok " in verdicts["tinyland-nix"] and " - " in verdicts["tinyland-nix"]  # the warm row: no pod made
+    assert lines[-1] == "install: controller_s 2.6"
