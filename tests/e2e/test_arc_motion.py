@@ -85,14 +85,18 @@ class Arc:
 
     def wait_jobs(self, ids: list[int], pred: Callable[[dict[str, Any]], bool], what: str,
                   timeout: float = 300) -> list[dict[str, Any]]:
-        from flywheel_runtime.kube import wait_for
-
         def check() -> list[dict[str, Any]] | None:
             jobs = [j for j in self.actions.jobs() if j["id"] in ids]
             return jobs if len(jobs) == len(ids) and all(pred(j) for j in jobs) else None
 
+        return self.wait(check, timeout, what, ids)
+
+    def wait(self, probe: Callable[[], Any], timeout: float, what: str, ids: list[int]) -> Any:
+        """``wait_for`` that, on timeout, shows the jobs ``ids`` and :meth:`diagnose`."""
+        from flywheel_runtime.kube import wait_for
+
         try:
-            return wait_for(check, timeout, what, interval=0.5)
+            return wait_for(probe, timeout, what, interval=0.5)
         except Exception as exc:
             jobs = [j for j in self.actions.jobs() if j["id"] in ids]
             raise AssertionError(f"{exc}: {json.dumps(jobs)[:3000]}\n{self.diagnose()}") from None
@@ -110,8 +114,9 @@ class Arc:
     def diagnose(self) -> str:
         """What a failed wait leaves to read: runner and listener pods, each set's replicas,
         each EphemeralRunner's phase, and the double's view of its sets and sessions."""
+        from flywheel_runtime.harness.kind.arc import listener_pods, pod_state
+
         pods = self.kube.core.list_namespaced_pod(RUNNERS_NS).items
-        from flywheel_runtime.harness.kind.arc import listener_pods
 
         listeners = listener_pods(self.kube, TOPO.arc.controller.namespace)
         sets = {s["metadata"]["name"]: s["spec"].get("replicas") for s in self.kube.list_arc("ephemeralrunnersets",
@@ -121,7 +126,7 @@ class Arc:
             double = json.dumps(self.actions.scale_sets())[:1500]
         except Exception as exc:  # the double itself may be what is wrong
             double = f"unreadable: {exc}"
-        return (f"pods: {'; '.join(f'{p.metadata.name} {p.status.phase} {p.spec.node_name}' for p in pods)[:1500]}\n"
+        return (f"pods: {'; '.join(f'{p.metadata.name} {pod_state(p)} {p.spec.node_name}' for p in pods)[:3000]}\n"
                 f"listeners: {'; '.join(f'{n} {why}' for n, why in sorted(listeners.items()))[:2000]}\n"
                 f"ephemeralrunnersets replicas: {sets}\nephemeralrunners: {runners}\ndouble: {double}")
 
@@ -188,14 +193,12 @@ def test_a_job_per_label_lands_where_the_design_says_and_the_set_returns_to_min(
 
 
 def test_a_burst_past_a_lane_cap_runs_exactly_max_runners_the_rest_wait(clean: Arc) -> None:
-    from flywheel_runtime.kube import wait_for
-
     a = clean
     lane = "tinyland-nix-operator"  # nothing else publishes its name: only this set takes these jobs
     cap = TOPO.scale_set(lane).max_runners
     ids = [j["id"] for j in a.actions.queue(lane, cap + 2, True, JOB)]
-    wait_for(lambda: sum(j["state"] == "started" for j in a.actions.jobs() if j["id"] in ids) == cap, 240,
-             f"{cap} of {lane}'s jobs started", interval=0.5)
+    a.wait(lambda: sum(j["state"] == "started" for j in a.actions.jobs() if j["id"] in ids) == cap, 240,
+           f"{cap} of {lane}'s jobs started", ids)
     time.sleep(5)  # long enough for an over-cap runner to show up if the cap leaked
     now = [j for j in a.actions.jobs() if j["id"] in ids]
     assert sum(j["state"] == "started" for j in now) == cap, now
@@ -209,8 +212,6 @@ def test_a_burst_past_a_lane_cap_runs_exactly_max_runners_the_rest_wait(clean: A
 
 
 def test_two_overlays_sets_with_one_label_each_hold_their_own_cap(clean: Arc) -> None:
-    from flywheel_runtime.kube import wait_for
-
     a = clean
     label = "tinyland-nix-heavy"
     sets = [ss for ss in TOPO.scale_sets if label in ss.labels]
@@ -218,8 +219,8 @@ def test_two_overlays_sets_with_one_label_each_hold_their_own_cap(clean: Arc) ->
     caps = {ss.name: ss.max_runners for ss in sets}
     jobs = a.actions.queue(label, sum(caps.values()) + 2, True, JOB)
     ids = [j["id"] for j in jobs]
-    wait_for(lambda: sum(j["state"] == "started" for j in a.actions.jobs() if j["id"] in ids) == sum(caps.values()),
-             300, f"{sum(caps.values())} heavy jobs started", interval=0.5)
+    a.wait(lambda: sum(j["state"] == "started" for j in a.actions.jobs() if j["id"] in ids) == sum(caps.values()),
+           300, f"{sum(caps.values())} heavy jobs started", ids)
     time.sleep(5)
     now = [j for j in a.actions.jobs() if j["id"] in ids]
     per_set = {name: sum(1 for j in now if j["state"] == "started" and j["scale_set"] == name) for name in caps}

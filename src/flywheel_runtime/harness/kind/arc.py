@@ -386,11 +386,13 @@ def listener_pods(kube: Client, namespace: str) -> dict[str, str]:
     for listener in kube.list_arc("autoscalinglisteners", namespace):
         meta = listener["metadata"]
         name = (meta.get("labels") or {}).get(ARC_SCALE_SET_LABEL, meta["name"])
-        out[name] = _pod_state(pods.get(meta["name"]))
+        out[name] = pod_state(pods.get(meta["name"]))
     return out
 
 
-def _pod_state(pod: Any) -> str:
+def pod_state(pod: Any) -> str:
+    """``"Running"`` (or the phase it ended in), else why not: the scheduler's verdict, a
+    container's waiting reason or exit; ``"no pod yet"`` for ``None``."""
     if pod is None:
         return "no pod yet"
     phase = pod.status.phase or "Unknown"
