@@ -110,6 +110,11 @@ class Arc:
         want = ars["spec"].get("minRunners", want) if ars else want
         wait_for(lambda: len(self.runners(scale_set)) == want and self.runner_set(scale_set)["spec"].get("replicas", 0)
                  == want, timeout, f"{scale_set} back at minRunners {want}", interval=1)
+        # And their pods gone, not only the EphemeralRunners: a terminating pod still holds its
+        # requests on the node, and the next test's runners (the heavy pair fills honey's
+        # memory to the design's share) would wait behind it.
+        wait_for(lambda: len(_lane_pods(self, scale_set)) == want, timeout,
+                 f"{scale_set}'s runner pods down to {want}", interval=1)
 
     def diagnose(self) -> str:
         """What a failed wait leaves to read: runner and listener pods, each set's replicas,
