@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from flywheel_runtime import toolchain
-from flywheel_runtime.errors import ArcControllerImageError, ClusterError, SourceMissingError
+from flywheel_runtime.errors import ArcControllerImageError, ClusterError, DeadlineError, SourceMissingError
 
 if TYPE_CHECKING:
     from flywheel_runtime.harness import Log
@@ -395,9 +395,11 @@ def pod_state(pod: Any) -> str:
     container's waiting reason or exit; ``"no pod yet"`` for ``None``."""
     if pod is None:
         return "no pod yet"
+    if pod.metadata.deletion_timestamp:
+        return "Terminating"
     phase = pod.status.phase or "Unknown"
-    if phase == "Running" or pod.metadata.deletion_timestamp:
-        return phase if not pod.metadata.deletion_timestamp else "Terminating"
+    if phase == "Running":
+        return phase
     for c in pod.status.conditions or []:
         if c.type == "PodScheduled" and c.status != "True":
             return f"{phase}: {c.reason}: {(c.message or '').strip()}"
@@ -415,20 +417,23 @@ def wait_listeners_running(kube: Client, namespace: str, names: list[str], timeo
     """Until every named scale set's listener pod runs: a listener object alone does not
     listen (a Pending listener pod leaves its label's jobs queued). On timeout, one line per
     set that is not running, with the reason."""
-    deadline = time.monotonic() + timeout
-    state: dict[str, str] = {}
-    while True:
-        try:
-            state = listener_pods(kube, namespace)
-        except Exception as exc:  # the API server settling after the charts
-            state = {"(listing)": f"failed: {exc}"}
-        behind = {n: state.get(n, "no AutoscalingListener yet") for n in names if state.get(n) != "Running"}
-        if not behind:
-            return
-        if time.monotonic() >= deadline:
-            raise ClusterError(f"listener pods not running after {timeout:.0f} s in {namespace}: "
-                               + "; ".join(f"{n}: {why}" for n, why in sorted(behind.items())))
-        time.sleep(2)
+    from flywheel_runtime.kube import wait_for
+
+    behind: dict[str, str] = {}
+
+    def running() -> bool:
+        state = listener_pods(kube, namespace)
+        behind.clear()
+        behind.update({n: state.get(n, "no AutoscalingListener yet") for n in names if state.get(n) != "Running"})
+        return not behind
+
+    try:
+        wait_for(running, timeout, f"{len(names)} listener pods running", interval=2)
+    except DeadlineError as exc:
+        if not behind:  # never listed: wait_for's line carries the API's last error
+            raise ClusterError(str(exc)) from None
+        raise ClusterError(f"listener pods not running after {timeout:.0f} s in {namespace}: "
+                           + "; ".join(f"{n}: {why}" for n, why in sorted(behind.items()))) from None
 
 
 def record(backend: KindBackend, result: ArcInstall) -> None:

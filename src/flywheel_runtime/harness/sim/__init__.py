@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flywheel_runtime._files import pid_alive
 from flywheel_runtime import toolchain
+from flywheel_runtime._files import pid_alive
 from flywheel_runtime.errors import ClusterError, DeadlineError
 from flywheel_runtime.harness import ClusterStatus, Log, stderr_log
 from flywheel_runtime.harness.sim.pki import kubeconfig, make_pki
