@@ -66,7 +66,8 @@ def follow(kube: Any, actions: Any, queue: str, *, timeout: float = 300) -> dict
     """Queue one job and time its life: every figure is seconds after the queue call."""
     t0 = time.time()
     (job,) = actions.queue(queue, 1, False, "true")
-    jid, pod_seen, runner, gone, done, stages = job["id"], None, None, None, None, {}
+    jid, pod_seen, runner, gone, done = job["id"], None, None, None, None
+    stages: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     known = {p.metadata.name for p in kube.core.list_namespaced_pod(RUNNERS_NS).items}
     while time.monotonic() < deadline:
@@ -160,7 +161,10 @@ def main() -> int:
         actions = ActionsClient(res.double_url)
         time.sleep(10)  # listeners recreated by the install's spec change settle into their sessions
         # Cold means no idle runner: the warm pool's minimum (business hours) off for the cold rows.
-        warm_min = int(kube.get_arc("autoscalingrunnersets", RUNNERS_NS, "tinyland-nix")["spec"].get("minRunners") or 0)
+        nix_set = kube.get_arc("autoscalingrunnersets", RUNNERS_NS, "tinyland-nix")
+        if nix_set is None:
+            raise SystemExit("the install left no tinyland-nix AutoscalingRunnerSet")
+        warm_min = int(nix_set["spec"].get("minRunners") or 0)
         kube.patch_arc("autoscalingrunnersets", RUNNERS_NS, "tinyland-nix", {"spec": {"minRunners": 0}})
         wait_for(lambda: not [r for r in kube.list_arc("ephemeralrunners", RUNNERS_NS)
                               if r["metadata"]["labels"].get("actions.github.com/scale-set-name") == "tinyland-nix"],
@@ -189,17 +193,24 @@ def main() -> int:
 
 def table(doc: dict[str, Any]) -> str:
     """Per lane: the job's life in seconds from the queue call, the target, the document's row."""
-    head = ("lane", "node", "pod", "started", "completed", "gone", "target", "", "document (context)")
+    head = ("lane", "node", "pod", "scheduled by", "started", "completed", "gone", "target", "", "document (context)")
     cells = [head]
     for (lane, r), row in zip(doc["lanes"].items(), rows(doc)):
         verdict = "" if row["met"] is None else ("ok" if row["met"] else "MISSED")
-        cells.append((lane, r["node"] or "", _s(r["pod_created_s"]), _s(r["started_s"]), _s(r["completed_s"]),
-                      _s(r["gone_s"]), row["target"] or "", verdict, DOCUMENT.get(lane, "no row")))
+        # The condition carries whole seconds: the pod was scheduled before that second ended.  The
+        # warm row's pod was scheduled before its job was queued: no figure.
+        at = (r.get("pod_conditions_s") or {}).get("PodScheduled") if r["pod_created_s"] is not None else None
+        scheduled = None if at is None else round(at + 1.0, 2)
+        cells.append((lane, r["node"] or "", _s(r["pod_created_s"]), _s(scheduled), _s(r["started_s"]),
+                      _s(r["completed_s"]), _s(r["gone_s"]), row["target"] or "", verdict,
+                      DOCUMENT.get(lane, "no row")))
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     install = ", ".join(f"{k} {v}" for k, v in doc.get("install", {}).items())
-    return "\n".join([*lines, "", f"install: {install}"])
+    note = ("scheduled by: the end of the second in the pod's PodScheduled condition (the API keeps whole "
+            "seconds); a lane with WaitForFirstConsumer claims is scheduled only once the provisioner has made them")
+    return "\n".join([*lines, "", note, f"install: {install}"])
 
 
 def _s(value: float | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,12 +151,18 @@ def test_arc_motion_table_marks_each_lane_against_its_target() -> None:
                 "gone_s": started + 2, **extra}
 
     doc = {"lanes": {"tinyland-docker": lane("sting", 11.0),
-                     "tinyland-nix-compute-expansion": lane("sting", 5.5, seed_nix_s=1.0),
-                     "tinyland-nix warm": lane("honey", 0.05, pod=None)},
+                     "tinyland-nix-compute-expansion": lane("sting", 5.5, seed_nix_s=1.0,
+                                                            pod_conditions_s={"PodScheduled": 3.4}),
+                     "tinyland-nix warm": lane("honey", 0.05, pod=None, pod_conditions_s={"PodScheduled": -9.0})},
            "install": {"controller_s": 2.6}}
     lines = mod.table(doc).splitlines()
     verdicts = {ln.split()[0]: ln for ln in lines[2:5]}
     assert "MISSED" in verdicts["tinyland-docker"] and "start < 10 s" in verdicts["tinyland-docker"]
     assert " ok " in verdicts["tinyland-nix-compute-expansion"]  # 5.5 s < seed 1 s + 5 s
+    # Claims are provisioned before the pod is scheduled: the column shows where a cold start waited
+    # (the condition's whole second, so scheduled by its end).
+    cells = {ln.split()[0]: re.split(r"\s{2,}", ln) for ln in lines[2:5]}
+    assert cells["tinyland-nix-compute-expansion"][2:5] == ["0.20 s", "4.40 s", "5.50 s"]
+    assert cells["tinyland-nix"][2:5] == ["-", "-", "0.05 s"]  # the warm pod was scheduled before the queue call
     assert " ok " in verdicts["tinyland-nix"] and " - " in verdicts["tinyland-nix"]  # the warm row: no pod made
     assert lines[-1] == "install: controller_s 2.6"
