@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flywheel_runtime.kube import ARC_SCALE_SET_LABEL
+
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "e2e" / "runner_standin" / "actions_runner.py"
 STANDIN_CM = "flywheel-actions-runner-standin"
@@ -116,7 +118,7 @@ def seed_seconds(kube: Any, lane: str) -> float | None:
     """The lane's last seed-nix init container run, from the kubelet's times (whole seconds)."""
     best = None
     for p in kube.core.list_namespaced_pod(RUNNERS_NS).items:
-        if (p.metadata.labels or {}).get("actions.github.com/scale-set-name") != lane:
+        if (p.metadata.labels or {}).get(ARC_SCALE_SET_LABEL) != lane:
             continue
         for s in p.status.init_container_statuses or []:
             t = s.state.terminated
@@ -167,7 +169,7 @@ def main() -> int:
         warm_min = int(nix_set["spec"].get("minRunners") or 0)
         kube.patch_arc("autoscalingrunnersets", RUNNERS_NS, "tinyland-nix", {"spec": {"minRunners": 0}})
         wait_for(lambda: not [r for r in kube.list_arc("ephemeralrunners", RUNNERS_NS)
-                              if r["metadata"]["labels"].get("actions.github.com/scale-set-name") == "tinyland-nix"],
+                              if r["metadata"]["labels"].get(ARC_SCALE_SET_LABEL) == "tinyland-nix"],
                  300, "no idle tinyland-nix runner", interval=0.5)
         for lane in LANES:
             say(f"cold: {lane}")
@@ -177,7 +179,7 @@ def main() -> int:
             doc["lanes"][lane] = r
         # Warm: the business-hours minimum, the idle runner up, then the job.
         kube.patch_arc("autoscalingrunnersets", RUNNERS_NS, "tinyland-nix", {"spec": {"minRunners": 1}})
-        wait_for(lambda: any((p.metadata.labels or {}).get("actions.github.com/scale-set-name") == "tinyland-nix"
+        wait_for(lambda: any((p.metadata.labels or {}).get(ARC_SCALE_SET_LABEL) == "tinyland-nix"
                              and p.status.phase == "Running" for p in kube.core.list_namespaced_pod(RUNNERS_NS).items),
                  300, "the warm runner", interval=0.5)
         time.sleep(5)  # the stand-in is polling the double for a job

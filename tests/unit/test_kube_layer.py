@@ -48,7 +48,8 @@ def test_no_other_name_for_the_client() -> None:
 
 
 def test_the_public_api_is_small() -> None:
-    assert set(kube.__all__) == {"ARC_GROUP", "ARC_VERSION", "IN_CLUSTER", "JOB_RESULT_ANNOTATION",
+    assert set(kube.__all__) == {"ARC_GROUP", "ARC_SCALE_SET_LABEL", "ARC_VERSION", "IN_CLUSTER",
+                                    "JOB_RESULT_ANNOTATION",
                                     "REQUEST_TIMEOUT_S", "START_DELAY_ANNOTATION", "Client", "PodVerdict",
                                     "api_errors", "connect", "in_cluster", "kubeconfig_path", "wait_for"}
 

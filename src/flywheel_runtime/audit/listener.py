@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flywheel_runtime.kube import ARC_SCALE_SET_LABEL
+
 if TYPE_CHECKING:
     from flywheel_runtime.kube import Client
 
@@ -154,15 +156,12 @@ def config_secret_name(listener_name: str) -> str:
     return f"{listener_name}-config"
 
 
-SCALE_SET_LABEL = "actions.github.com/scale-set-name"
-
-
 def runners_per_set(runners: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """EphemeralRunners not being deleted, per (namespace, scale set) by ARC's label."""
     out: dict[tuple[str, str], int] = {}
     for r in runners:
         meta = r.get("metadata") or {}
-        name = (meta.get("labels") or {}).get(SCALE_SET_LABEL)
+        name = (meta.get("labels") or {}).get(ARC_SCALE_SET_LABEL)
         if name and not meta.get("deletionTimestamp"):
             key = (meta.get("namespace", ""), name)
             out[key] = out.get(key, 0) + 1

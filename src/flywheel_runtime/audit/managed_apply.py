@@ -175,13 +175,13 @@ def fresh_live(live: list[dict[str, Any]], snapshot: dict[Key, dict[str, int]]) 
 
 def _runners_of(runners: list[dict[str, Any]], runner_sets: list[dict[str, Any]], key: Key) -> list[dict[str, Any]]:
     """EphemeralRunners owned by an EphemeralRunnerSet of the AutoscalingRunnerSet ``key``."""
-    from flywheel_runtime.audit.listener import SCALE_SET_LABEL
+    from flywheel_runtime.kube import ARC_SCALE_SET_LABEL
     from flywheel_runtime.audit.reaper import _owner
 
     ns, name = key
     sets = {_meta(e).get("name") for e in runner_sets if _meta(e).get("namespace") == ns and (
         _owner(e, "AutoscalingRunnerSet") == name
-        or (_meta(e).get("labels") or {}).get(SCALE_SET_LABEL) == name)}
+        or (_meta(e).get("labels") or {}).get(ARC_SCALE_SET_LABEL) == name)}
     return [r for r in runners if _meta(r).get("namespace") == ns and _owner(r, "EphemeralRunnerSet") in sets]
 
 

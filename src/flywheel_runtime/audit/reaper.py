@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flywheel_runtime.audit.listener import SCALE_SET_LABEL
+from flywheel_runtime.kube import ARC_SCALE_SET_LABEL
 
 if TYPE_CHECKING:
     from flywheel_runtime.kube import Client
@@ -129,7 +129,7 @@ def select(runners: Iterable[dict[str, Any]], runner_sets: Iterable[dict[str, An
             # ARC wrote at zero carries no replicas at all (seen on 0.14.0's live controller).
             replicas = 0
         status_current = _int((ers.get("status") or {}).get("currentReplicas"))
-        ars_name = _owner(ers, "AutoscalingRunnerSet") or (_meta(ers).get("labels") or {}).get(SCALE_SET_LABEL)
+        ars_name = _owner(ers, "AutoscalingRunnerSet") or (_meta(ers).get("labels") or {}).get(ARC_SCALE_SET_LABEL)
         ars = ars_by_key.get((ns, ars_name or ""))
         min_runners = _int(((ars or {}).get("spec") or {}).get("minRunners")) or 0
         warm = min_runners > 0

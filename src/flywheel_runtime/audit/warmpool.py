@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel_runtime.kube import ARC_GROUP, ARC_VERSION
 from flywheel_runtime.topology.model import ScaleSet, Topology, WarmPoolSchedule
 
-ARC_GROUP, ARC_VERSION, ARC_PLURAL = "actions.github.com", "v1alpha1", "autoscalingrunnersets"
+ARC_PLURAL = "autoscalingrunnersets"
 
 
 def _field(expr: str, lo: int, hi: int) -> set[int]:

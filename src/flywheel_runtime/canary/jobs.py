@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from flywheel_runtime.kube import ARC_SCALE_SET_LABEL
+
 if TYPE_CHECKING:
     from flywheel_runtime.topology.model import ScaleSet, Topology
 
@@ -28,7 +30,7 @@ DAWN_DIR = "/opt/flywheel/canaries/dawn"
 CANARY_LABEL = "flywheel.tinyland.dev/canary"
 DEADLINE_S = 900
 # ARC-owned labels: a Job's pod must not look like an EphemeralRunner's pod.
-ARC_LABELS = ("actions.github.com/scale-set-name", "actions.github.com/scale-set-namespace",
+ARC_LABELS = (ARC_SCALE_SET_LABEL, "actions.github.com/scale-set-namespace",
               "app.kubernetes.io/component", "app.kubernetes.io/part-of")
 RUNNER_ONLY_ENV = ("ACTIONS_RUNNER_HOOK_JOB_STARTED", "ACTIONS_RUNNER_HOOK_JOB_COMPLETED", "RUNNER_ALLOW_RUNASROOT")
 

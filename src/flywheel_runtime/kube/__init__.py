@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 
 ARC_GROUP = "actions.github.com"
 ARC_VERSION = "v1alpha1"
+# The label ARC puts on a scale set's listeners, EphemeralRunners and runner pods.
+ARC_SCALE_SET_LABEL = "actions.github.com/scale-set-name"
 START_DELAY_ANNOTATION = "flywheel.tinyland.dev/start-delay"
 JOB_RESULT_ANNOTATION = "flywheel.tinyland.dev/job-result"
 
-__all__ = ["ARC_GROUP", "ARC_VERSION", "IN_CLUSTER", "JOB_RESULT_ANNOTATION", "REQUEST_TIMEOUT_S",
-           "START_DELAY_ANNOTATION", "Client", "PodVerdict", "api_errors", "connect", "in_cluster",
-           "kubeconfig_path", "wait_for"]
+__all__ = ["ARC_GROUP", "ARC_SCALE_SET_LABEL", "ARC_VERSION", "IN_CLUSTER", "JOB_RESULT_ANNOTATION",
+           "REQUEST_TIMEOUT_S", "START_DELAY_ANNOTATION", "Client", "PodVerdict", "api_errors", "connect",
+           "in_cluster", "kubeconfig_path", "wait_for"]
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, check: bool = True) -> Client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flywheel_runtime.kube import ARC_GROUP, ARC_SCALE_SET_LABEL
 from flywheel_runtime.topology.model import Envelope, Placement, ScaleSet, Topology
 from flywheel_runtime.topology.quantity import format_bytes, format_cpu
 
@@ -20,10 +21,6 @@ LABEL_OVERLAY = "flywheel.tinyland.dev/overlay"
 LABEL_GITLAB_RUNNER = "flywheel.tinyland.dev/gitlab-runner"
 
 
-ARC_SCALE_SET_LABEL = "actions.github.com/scale-set-name"
-
-
-ARC_GROUP = "actions.github.com"
 
 
 ARS_PLURAL = "autoscalingrunnersets"
